@@ -1,0 +1,19 @@
+"""flock: GPU-first flocking and mean shift on PyTorch tensors.
+
+    import flock
+    sim = flock.Simulation.from_scenario("scenarios/boids_seed.yaml")
+    sim.step(100); sim.state.pos; sim.metrics
+"""
+
+from .errors import ScenarioError
+from .kernels import Kernel
+from .neighbors import reduce_neighbors
+from .scenario import Scenario, load_scenario, validate_scenario
+from .simulation import Simulation
+from .state import FlockState
+from .world import World
+
+__version__ = "0.1.0"
+
+__all__ = ["FlockState", "Kernel", "Scenario", "ScenarioError", "Simulation", "World", "load_scenario",
+           "reduce_neighbors", "validate_scenario", "__version__"]

@@ -1,0 +1,85 @@
+"""Kernel weight functions w(d) of the one neighbor kernel.
+
+A ``Kernel`` is one channel k of ``S[k, i] = sum_j w_k(|d_ij|) [x_j, v_j, f_j, 1]``.
+
+    kind            w(d)                                   support
+    flat            1 if d < r else 0                      r
+    triangular      max(0, 1 - d / r)                      r
+    gaussian        exp(-d^2 / (2 h^2)), 0 beyond r if set  r or unbounded
+    inverse_square  1 / max(d, eps)^2 if d < r else 0      r   (eps = 1e-3 r)
+
+The Gaussian omits the 1 / (h sqrt(2 pi)) factor of the lesson's ``gaussian``:
+every rule divides by the weight sum, where the constant cancels.
+The inverse-square kernel floors d at 1e-3 r so that coincident agents give a
+large finite weight, never inf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+KERNEL_KINDS = ("flat", "triangular", "gaussian", "inverse_square")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel channel.
+
+    Attributes:
+        kind: one of ``KERNEL_KINDS``.
+        radius: support radius r, world units; None only for an untruncated Gaussian.
+        bandwidth: Gaussian bandwidth h, world units (Gaussian only).
+        exclude_self: drop the pair (i, i) from the sums.
+    """
+
+    kind: str
+    radius: float | None = None
+    bandwidth: float | None = None
+    exclude_self: bool = True
+
+    def __post_init__(self):
+        if self.kind not in KERNEL_KINDS:
+            raise ValueError(f"kernel kind: expected one of {KERNEL_KINDS}, got {self.kind!r}")
+        if self.kind == "gaussian":
+            if self.bandwidth is None or not self.bandwidth > 0:
+                raise ValueError(f"gaussian kernel: expected bandwidth > 0, got {self.bandwidth!r}")
+        elif self.radius is None:
+            raise ValueError(f"{self.kind} kernel: a radius is required")
+        if self.radius is not None and not self.radius > 0:
+            raise ValueError(f"{self.kind} kernel: expected radius > 0, got {self.radius!r}")
+
+    @property
+    def support(self) -> float:
+        """Distance beyond which w = 0 (inf for an untruncated Gaussian)."""
+        return float("inf") if self.radius is None else float(self.radius)
+
+    def weights(self, dist: torch.Tensor) -> torch.Tensor:
+        """w(d), same shape and dtype as ``dist`` ([...] world units)."""
+        return kernel_weights(self, dist)
+
+
+def kernel_weights(kernel: Kernel, dist: torch.Tensor) -> torch.Tensor:
+    """Weights of ``kernel`` at distances ``dist`` ([...] float, world units)."""
+    kind = kernel.kind
+    if kind == "flat":
+        return (dist < kernel.radius).to(dist.dtype)
+    if kind == "triangular":
+        return torch.clamp_min(1.0 - dist / kernel.radius, 0.0)
+    if kind == "gaussian":
+        h = kernel.bandwidth
+        w = torch.exp(-0.5 * (dist / h) ** 2)
+        if kernel.radius is not None:
+            w = torch.where(dist < kernel.radius, w, torch.zeros_like(w))
+        return w
+    # inverse_square
+    r = kernel.radius
+    floor = 1e-3 * r
+    w = 1.0 / torch.clamp_min(dist, floor) ** 2
+    return torch.where(dist < r, w, torch.zeros_like(w))
+
+
+def max_support(kernels) -> float:
+    """Largest support radius over ``kernels`` (inf if any is unbounded)."""
+    return max((k.support for k in kernels), default=0.0)

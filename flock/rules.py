@@ -1,0 +1,159 @@
+"""Rules: from the kernel's sums S to accelerations (boids) or new positions (mean shift).
+
+No rule computes a distance: each reads only ``S [K, N, 2D+F+1]`` (layout
+[positions D, velocities D, features F, weight sum 1]) from ``neighbors``.
+The dynamics objects read their parameters from the scenario model at every
+step, so a parameter changed live (a renderer slider) takes effect on the next step.
+
+Symbol -> variable, for one agent i:
+    p, v                 pos[i], vel[i]
+    n_k = sum_j w_k      S[k, i, -1]
+    xbar_k               S[k, i, :D] / n_k       (weighted mean neighbor position)
+    vbar_k               S[k, i, D:2D] / n_k     (weighted mean neighbor velocity)
+    sum_j w_k (p - x_j)  p * n_k - S[k, i, :D]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .kernels import Kernel
+from .vectors import clip_norm, unit
+from .world import World, wall_acceleration
+
+
+def _means(s: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(count [N, 1], mean position [N, D], mean velocity [N, D]) of one channel's sums; 0 where count = 0."""
+    count = s[:, -1:]
+    safe = torch.where(count > 0, count, torch.ones_like(count))
+    return count, s[:, :dim] / safe, s[:, dim:2 * dim] / safe
+
+
+def seed_acceleration(pos: torch.Tensor, vel: torch.Tensor, s_view: torch.Tensor, s_near: torch.Tensor, *,
+                      cohesion: float, alignment: float, separation: float, max_force: float) -> torch.Tensor:
+    """The JavaScript boids post's ``nextAcceleration`` for every agent at once.
+
+    direction = c unit(xbar_view - p) + a unit(vbar_view - v) - s unit(xbar_near - p) [if any near];
+    acceleration = max_force unit(direction), and 0 for an agent that sees nobody.
+
+    Args:
+        pos, vel: [N, D] positions and velocities.
+        s_view: [N, 2D+F+1] sums of the flat view kernel (self excluded).
+        s_near: [N, 2D+F+1] sums of the flat "too near" kernel (self excluded).
+        cohesion, alignment, separation: the rule weights (seed: 1, 0.7, 5.0).
+        max_force: acceleration norm (seed: 0.1).
+    Returns:
+        [N, D] accelerations.
+    """
+    dim = pos.shape[1]
+    n_view, xbar, vbar = _means(s_view, dim)
+    n_near, xbar_near, _ = _means(s_near, dim)
+    direction = cohesion * unit(xbar - pos) + alignment * unit(vbar - vel)
+    direction = direction - torch.where(n_near > 0, separation * unit(xbar_near - pos), torch.zeros_like(pos))
+    accel = max_force * unit(direction)
+    return torch.where(n_view > 0, accel, torch.zeros_like(accel))
+
+
+def reynolds_steer(desired_dir: torch.Tensor, vel: torch.Tensor, active: torch.Tensor, *,
+                   max_speed: float, max_force: float) -> torch.Tensor:
+    """Reynolds / OpenSteer steering: clip(max_speed unit(desired_dir) - v, max_force), 0 where not active.
+
+    Args:
+        desired_dir: [N, D] direction to go. vel: [N, D]. active: [N, 1] bool.
+    """
+    steer = clip_norm(max_speed * unit(desired_dir) - vel, max_force)
+    return torch.where(active, steer, torch.zeros_like(steer))
+
+
+def reynolds_acceleration(pos: torch.Tensor, vel: torch.Tensor, s_coh: torch.Tensor, s_ali: torch.Tensor,
+                          s_sep: torch.Tensor, *, cohesion: float, alignment: float, separation: float,
+                          max_speed: float, max_force: float) -> torch.Tensor:
+    """Weighted sum of the three Reynolds steering forces.
+
+    cohesion   desired toward xbar_coh - p
+    alignment  desired along vbar_ali
+    separation desired along sum_j (p - x_j) / d_ij^2 = p n_sep - S_sep[x] (inverse-square
+               kernel), i.e. away from each neighbor weighted by inverse distance
+
+    Args:
+        pos, vel: [N, D]. s_coh, s_ali: [N, 2D+F+1] flat-kernel sums. s_sep: inverse-square sums.
+    Returns:
+        [N, D] accelerations (each steering force clipped to max_force before weighting).
+    """
+    dim = pos.shape[1]
+    n_coh, xbar, _ = _means(s_coh, dim)
+    n_ali, _, vbar = _means(s_ali, dim)
+    away = pos * s_sep[:, -1:] - s_sep[:, :dim]
+    kw = dict(max_speed=max_speed, max_force=max_force)
+    return (cohesion * reynolds_steer(xbar - pos, vel, n_coh > 0, **kw)
+            + alignment * reynolds_steer(vbar, vel, n_ali > 0, **kw)
+            + separation * reynolds_steer(away, vel, s_sep[:, -1:] > 0, **kw))
+
+
+class BoidDynamics:
+    """Boid rules of a scenario (``rules.formulation`` seed or reynolds).
+
+    Channels: seed -> [view (flat, r = cohesion.radius), near (flat, r = min(separation, view))];
+    reynolds -> [cohesion (flat), alignment (flat), separation (inverse-square)].
+    """
+
+    def __init__(self, scenario):
+        self.scenario = scenario
+
+    def kernels(self) -> list[Kernel]:
+        rules = self.scenario.rules
+        if rules.formulation == "seed":
+            view = rules.cohesion.radius
+            return [Kernel("flat", radius=view), Kernel("flat", radius=min(rules.separation.radius, view))]
+        return [Kernel("flat", radius=rules.cohesion.radius), Kernel("flat", radius=rules.alignment.radius),
+                Kernel("inverse_square", radius=rules.separation.radius)]
+
+    def acceleration(self, pos: torch.Tensor, vel: torch.Tensor, sums: torch.Tensor, world: World) -> torch.Tensor:
+        """[N, D] accelerations from the sums [K, N, W], soft walls included."""
+        rules, agents = self.scenario.rules, self.scenario.agents
+        weights = dict(cohesion=rules.cohesion.weight, alignment=rules.alignment.weight,
+                       separation=rules.separation.weight)
+        max_force = agents.max_force if agents.max_force is not None else float("inf")
+        if rules.formulation == "seed":
+            accel = seed_acceleration(pos, vel, sums[0], sums[1], max_force=max_force, **weights)
+        else:
+            max_speed = agents.max_speed if agents.max_speed is not None else 1.0
+            accel = reynolds_acceleration(pos, vel, sums[0], sums[1], sums[2], max_speed=max_speed,
+                                          max_force=max_force, **weights)
+        if world.boundary == "soft":
+            accel = accel + wall_acceleration(pos, world)
+        return accel
+
+
+class MeanShiftDynamics:
+    """Mean shift as particle dynamics: every point moves to the kernel-weighted mean of all points.
+
+    new x_i = S[x] / S[1] with the point itself included (the fastai lesson's
+    ``weight @ X / div``); one step is one iteration. Converged when
+    sum|X_new - X| / sum|X| < tol, or after max_iter steps.
+    """
+
+    def __init__(self, scenario):
+        self.scenario = scenario
+
+    def kernels(self) -> list[Kernel]:
+        rules = self.scenario.rules
+        h = rules.bandwidth
+        if rules.kernel == "gaussian":
+            return [Kernel("gaussian", bandwidth=h, radius=rules.radius, exclude_self=False)]
+        return [Kernel(rules.kernel, radius=rules.radius or h, exclude_self=False)]
+
+    @staticmethod
+    def shift(pos: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
+        """New positions [N, D] = weighted means; a point with zero weight sum stays put."""
+        dim = pos.shape[1]
+        count = sums[0, :, -1:]
+        mean = sums[0, :, :dim] / torch.where(count > 0, count, torch.ones_like(count))
+        return torch.where(count > 0, mean, pos)
+
+
+def make_dynamics(scenario):
+    """The dynamics object for ``scenario.rules.formulation``."""
+    if scenario.rules.formulation == "meanshift":
+        return MeanShiftDynamics(scenario)
+    return BoidDynamics(scenario)

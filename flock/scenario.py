@@ -1,0 +1,420 @@
+"""Scenarios: YAML files loaded with ``yaml.safe_load`` and validated into typed models.
+
+A scenario says what world the agents live in, how many there are and where they
+start, which rules move them, and how the run goes. Every problem is a
+``ScenarioError`` naming the file, the key path, the value and what was expected;
+unknown keys suggest the closest known key. Nothing runs on a half-valid file.
+
+    world:   dims, size, origin, boundary (wrap | soft | reflect | open), wall_force
+    agents:  count, position / velocity initialisers, max_speed, min_speed, max_force
+    rules:   formulation seed | reynolds (cohesion/alignment/separation: weight, radius)
+             or meanshift (kernel, bandwidth, radius, tol, max_iter)
+    run:     steps, dt, seed, device, dtype, backend
+    metrics: every, nn_sample
+    render:  hints for the window and frames
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ScenarioError
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+# ---------------------------------------------------------------- world
+
+
+class WorldSpec(_Model):
+    """The box [origin, origin + size) and its boundary."""
+
+    dims: Literal[2, 3] = 2
+    size: list[PositiveFloat]
+    origin: list[float] | None = None
+    boundary: Literal["wrap", "soft", "reflect", "open"] = "wrap"
+    wall_force: NonNegFloat = 1.0
+    wall_margin: NonNegFloat = 0.0
+
+
+# ---------------------------------------------------------------- initial state
+
+
+class UniformInit(_Model):
+    """Uniform in the box [low, high) (default: the whole world box)."""
+
+    kind: Literal["uniform"]
+    low: list[float] | None = None
+    high: list[float] | None = None
+
+
+class BlobsInit(_Model):
+    """Gaussian blobs: ``centers`` given, or ``n_blobs`` drawn uniformly in [center_low, center_high]
+    at least ``min_separation`` apart; ``per_blob`` points each with per-axis ``variance``."""
+
+    kind: Literal["blobs"]
+    centers: list[list[float]] | None = None
+    n_blobs: Annotated[int, Field(ge=1)] | None = None
+    per_blob: Annotated[int, Field(ge=1)]
+    variance: PositiveFloat = 5.0
+    center_low: list[float] | None = None
+    center_high: list[float] | None = None
+    min_separation: NonNegFloat = 0.0
+
+
+class FileInit(_Model):
+    """Read from a ``.npy`` or ``.csv`` file, one row per agent (path relative to the scenario)."""
+
+    kind: Literal["file"]
+    path: str
+
+
+class ZeroInit(_Model):
+    kind: Literal["zero"]
+
+
+class NormalInit(_Model):
+    """Each component normal with mean 0 and standard deviation ``std``."""
+
+    kind: Literal["normal"]
+    std: PositiveFloat = 1.0
+
+
+class RandomDirectionInit(_Model):
+    """Uniformly random direction, fixed ``speed``."""
+
+    kind: Literal["random_direction"]
+    speed: PositiveFloat = 1.0
+
+
+PositionInit = Annotated[Union[UniformInit, BlobsInit, FileInit], Field(discriminator="kind")]
+VelocityInit = Annotated[Union[ZeroInit, UniformInit, NormalInit, RandomDirectionInit, FileInit],
+                         Field(discriminator="kind")]
+
+
+class AgentsSpec(_Model):
+    """How many agents, where they start, how fast they may go."""
+
+    count: Annotated[int, Field(ge=0)] | None = None
+    position: PositionInit = Field(default_factory=lambda: UniformInit(kind="uniform"))
+    velocity: VelocityInit = Field(default_factory=lambda: ZeroInit(kind="zero"))
+    max_speed: PositiveFloat | None = None
+    min_speed: NonNegFloat = 0.0
+    max_force: PositiveFloat | None = None
+
+
+# ---------------------------------------------------------------- rules
+
+
+class RuleSpec(_Model):
+    """One boid rule: its weight and the radius within which it sees neighbors."""
+
+    weight: NonNegFloat
+    radius: PositiveFloat
+
+
+class BoidRules(_Model):
+    """seed: the JavaScript boids post exactly; reynolds: Reynolds/OpenSteer steering forces."""
+
+    formulation: Literal["seed", "reynolds"]
+    cohesion: RuleSpec
+    alignment: RuleSpec
+    separation: RuleSpec
+
+
+class MeanShiftRules(_Model):
+    """Every point moves to the kernel-weighted mean of all points (one step = one iteration).
+
+    ``radius`` truncates the Gaussian (so the grid backend applies) or is the support of the
+    triangular/flat kernels (default: the bandwidth).
+    """
+
+    formulation: Literal["meanshift"]
+    kernel: Literal["gaussian", "triangular", "flat"] = "gaussian"
+    bandwidth: PositiveFloat
+    radius: PositiveFloat | None = None
+    tol: NonNegFloat = 1e-6
+    max_iter: Annotated[int, Field(ge=1)] = 100
+
+
+Rules = Annotated[Union[BoidRules, MeanShiftRules], Field(discriminator="formulation")]
+
+
+# ---------------------------------------------------------------- run, metrics, render
+
+
+class RunSpec(_Model):
+    steps: Annotated[int, Field(ge=0)] = 1000
+    dt: PositiveFloat = 1.0
+    seed: Annotated[int, Field(ge=0)] = 0
+    device: str = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    backend: Literal["auto", "dense", "grid", "fused"] = "auto"
+
+
+class MetricsSpec(_Model):
+    """Metrics are recorded every ``every`` steps; the nearest-neighbor distance is estimated
+    from at most ``nn_sample`` agents."""
+
+    every: Annotated[int, Field(ge=1)] = 1
+    nn_sample: Annotated[int, Field(ge=1)] = 2000
+
+
+class RenderSpec(_Model):
+    """Hints for the window and headless frames."""
+
+    width: Annotated[int, Field(ge=64)] = 1000
+    height: Annotated[int, Field(ge=64)] = 600
+    fps: Annotated[int, Field(ge=1)] = 60
+    steps_per_frame: Annotated[int, Field(ge=1)] = 1
+    trail: Annotated[int, Field(ge=0)] = 0
+    color_by: Literal["group", "speed", "heading", "mode"] = "group"
+    agent_size: PositiveFloat = 6.0
+
+
+class Scenario(_Model):
+    """A whole validated scenario. ``source`` is the file it came from (None if built in code)."""
+
+    name: str | None = None
+    description: str | None = None
+    world: WorldSpec
+    agents: AgentsSpec
+    rules: Rules
+    run: RunSpec = Field(default_factory=RunSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    render: RenderSpec = Field(default_factory=RenderSpec)
+
+    _source: Path | None = None
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def is_meanshift(self) -> bool:
+        return self.rules.formulation == "meanshift"
+
+    def base_dir(self) -> Path:
+        return self._source.parent if self._source is not None else Path.cwd()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that ``validate_scenario`` turns back into an equal scenario."""
+        return self.model_dump(mode="python", exclude_none=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _tagged_union(field) -> dict[str, type] | None:
+    """{tag: model} when ``field`` is a discriminated union of models, else None."""
+    if not field.discriminator:
+        return None
+    variants = {}
+    for model in typing.get_args(field.annotation):
+        tag_field = model.model_fields[field.discriminator]
+        for tag in typing.get_args(tag_field.annotation):
+            variants[str(tag)] = model
+    return variants
+
+
+def _model_of(annotation) -> type[BaseModel] | None:
+    """The pydantic model inside ``annotation`` (through Optional/Annotated), if exactly one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    models = [m for a in typing.get_args(annotation) if (m := _model_of(a)) is not None]
+    return models[0] if len(models) == 1 else None
+
+
+def _walk(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
+    """Display path of a pydantic error location (union tags dropped) and the model it ends in."""
+    model: type[BaseModel] | None = Scenario
+    path: list[str] = []
+    items = list(loc)
+    i = 0
+    while i < len(items):
+        key = items[i]
+        path.append(str(key))
+        i += 1
+        if model is None or key not in model.model_fields:
+            model = None
+            continue
+        field = model.model_fields[key]
+        annotation = field.annotation
+        variants = _tagged_union(field)
+        if variants is not None and i < len(items) and str(items[i]) in variants:
+            model = variants[str(items[i])]
+            i += 1
+        else:
+            model = _model_of(annotation)
+    return path, model
+
+
+def _message(error: dict) -> tuple[str, str]:
+    """(key path, message) for one pydantic error."""
+    kind = error["type"]
+    loc = tuple(error["loc"])
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        path, parent = _walk(loc[:-1])
+        key = str(loc[-1])
+        known = list(parent.model_fields) if parent is not None else []
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else (f"; known keys: {', '.join(known)}" if known else "")
+        return ".".join(path + [key]), f"unknown key '{key}'{hint}"
+    path, _ = _walk(loc)
+    where = ".".join(path) or "(top level)"
+    if kind == "missing":
+        return where, "required key is missing"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()))
+        bound = f"{bound:g}" if isinstance(bound, (int, float)) else bound
+        return where, f"expected a number {op} {bound}, got {_describe(value)}"
+    if kind in ("float_type", "float_parsing", "int_type", "int_parsing", "int_from_float"):
+        what = "an integer" if kind.startswith("int") else "a number"
+        return where, f"expected {what}, got {_describe(value)}"
+    if kind == "literal_error":
+        return where, f"expected {ctx.get('expected')}, got {_describe(value)}"
+    if kind == "union_tag_invalid":
+        return where, f"expected {ctx.get('discriminator')} to be one of {ctx.get('expected_tags')}, got {_describe(ctx.get('tag'))}"
+    if kind == "union_tag_not_found":
+        return where, f"missing the key {ctx.get('discriminator')} that says which kind this is"
+    if kind in ("list_type", "dict_type", "model_type", "model_attributes_type"):
+        what = "a list" if kind == "list_type" else "a mapping of keys"
+        return where, f"expected {what}, got {_describe(value)}"
+    if kind in ("string_type", "bool_type"):
+        what = "a string" if kind == "string_type" else "true or false"
+        return where, f"expected {what}, got {_describe(value)}"
+    return where, f"{error['msg']}, got {_describe(value)}"
+
+
+def _raise(origin: str, problems: list[tuple[str, str]]) -> typing.NoReturn:
+    lines = [f"{origin}: {path}: {msg}" for path, msg in problems]
+    raise ScenarioError("\n".join(lines), problems=lines)
+
+
+# ---------------------------------------------------------------- consistency
+
+
+def _check_vector(problems, path: str, value, dim: int):
+    if value is not None and len(value) != dim:
+        problems.append((path, f"expected {dim} numbers (world.dims = {dim}), got {_describe(value)}"))
+
+
+def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
+    """Cross-key problems pydantic cannot see: lengths against dims, counts, files."""
+    problems: list[tuple[str, str]] = []
+    dim = sc.world.dims
+    _check_vector(problems, "world.size", sc.world.size, dim)
+    _check_vector(problems, "world.origin", sc.world.origin, dim)
+    for which in ("position", "velocity"):
+        init = getattr(sc.agents, which)
+        where = f"agents.{which}"
+        if isinstance(init, UniformInit):
+            _check_vector(problems, f"{where}.low", init.low, dim)
+            _check_vector(problems, f"{where}.high", init.high, dim)
+            if init.low is not None and init.high is not None and len(init.low) == len(init.high):
+                if any(lo >= hi for lo, hi in zip(init.low, init.high)):
+                    problems.append((f"{where}.high", f"expected every high > low ({init.low}), got {init.high}"))
+            if which == "velocity" and (init.low is None or init.high is None):
+                problems.append((where, "a uniform velocity needs both low and high"))
+        elif isinstance(init, BlobsInit):
+            if init.centers is None and init.n_blobs is None:
+                problems.append((where, "blobs need either 'centers' or 'n_blobs'"))
+            if init.centers is not None:
+                for k, c in enumerate(init.centers):
+                    _check_vector(problems, f"{where}.centers[{k}]", c, dim)
+                if init.n_blobs is not None and init.n_blobs != len(init.centers):
+                    problems.append((f"{where}.n_blobs", f"expected {len(init.centers)} (the number of centers), got {init.n_blobs}"))
+            _check_vector(problems, f"{where}.center_low", init.center_low, dim)
+            _check_vector(problems, f"{where}.center_high", init.center_high, dim)
+            n_blobs = len(init.centers) if init.centers is not None else (init.n_blobs or 0)
+            total = n_blobs * init.per_blob
+            if sc.agents.count is not None and sc.agents.count != total:
+                problems.append(("agents.count", f"expected {total} (n_blobs x per_blob), got {sc.agents.count}"))
+        elif isinstance(init, FileInit):
+            path = base_dir / init.path
+            if path.suffix not in (".npy", ".csv"):
+                problems.append((f"{where}.path", f"expected a .npy or .csv file, got {_describe(init.path)}"))
+            elif not path.is_file():
+                problems.append((f"{where}.path", f"file not found: {path}"))
+    if isinstance(sc.agents.position, (UniformInit,)) and sc.agents.count is None:
+        problems.append(("agents.count", "required key is missing (a uniform placement needs a count)"))
+    if sc.agents.max_speed is not None and sc.agents.min_speed > sc.agents.max_speed:
+        problems.append(("agents.min_speed", f"expected at most max_speed ({sc.agents.max_speed}), got {sc.agents.min_speed}"))
+    if isinstance(sc.rules, BoidRules):
+        if sc.rules.formulation == "reynolds" and sc.agents.max_speed is None:
+            problems.append(("agents.max_speed", "required key is missing (the reynolds rules steer toward max_speed)"))
+    else:
+        if sc.rules.kernel != "gaussian" and sc.rules.radius is not None and sc.rules.radius != sc.rules.bandwidth:
+            problems.append(("rules.radius", f"the {sc.rules.kernel} kernel's support is the bandwidth; "
+                                             f"leave radius out or equal to {sc.rules.bandwidth}, got {sc.rules.radius}"))
+    if sc.run.device not in ("auto", "cpu", "cuda") and not sc.run.device.startswith("cuda:"):
+        problems.append(("run.device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {_describe(sc.run.device)}"))
+    return problems
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def validate_scenario(data: Any, *, source: str | Path | None = None) -> Scenario:
+    """A ``Scenario`` from plain data (as YAML gives), or a ``ScenarioError`` listing every problem.
+
+    Args:
+        data: a mapping, as ``yaml.safe_load`` returns.
+        source: the file the data came from; names it in errors and anchors relative paths.
+    """
+    origin = str(source) if source is not None else "<scenario>"
+    if not isinstance(data, dict):
+        _raise(origin, [("(top level)", f"expected a mapping of keys (world, agents, rules, ...), got {_describe(data)}")])
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as exc:
+        _raise(origin, [_message(e) for e in exc.errors()])
+    if source is not None:
+        sc._source = Path(source).resolve()
+    problems = _check_consistency(sc, sc.base_dir())
+    if problems:
+        _raise(origin, problems)
+    return sc
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a YAML scenario file with ``yaml.safe_load`` and validate it.
+
+    Raises:
+        ScenarioError: missing file, unreadable YAML, or any invalid key/value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ScenarioError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(parse)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(f"{path}: {where}: not valid YAML: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    return validate_scenario(data, source=path)

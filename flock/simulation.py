@@ -1,0 +1,229 @@
+"""Simulation: a thin shell around state, scenario parameters, neighbor backend, generator and metrics.
+
+One step is synchronous: the neighbor kernel computes every channel's sums from
+one snapshot, the rules turn them into accelerations (or mean shift targets),
+then every agent moves.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .errors import ScenarioError
+from .initial import initial_state
+from .kernels import Kernel, max_support
+from .metrics import (MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed,
+                      polarization)
+from .neighbors import choose_backend, reduce_neighbors
+from .rules import make_dynamics
+from .scenario import Scenario, load_scenario
+from .state import FlockState
+from .integrate import integrate
+from .world import World
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(requested: str | torch.device | None) -> torch.device:
+    """'auto' -> cuda when available else cpu; a CUDA request without CUDA is a ScenarioError."""
+    if requested is None or str(requested) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ScenarioError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {requested!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScenarioError(f"device: 'cuda' was asked for but this torch ({torch.__version__}) sees no CUDA "
+                            "device; use --device cpu or auto")
+    return device
+
+
+def resolve_dtype(requested) -> torch.dtype:
+    if isinstance(requested, torch.dtype):
+        if requested not in (torch.float32, torch.float64):
+            raise ScenarioError(f"dtype: expected torch.float32 or torch.float64, got {requested}")
+        return requested
+    if requested not in _DTYPES:
+        raise ScenarioError(f"dtype: expected 'float32' or 'float64', got {requested!r}")
+    return _DTYPES[requested]
+
+
+class Simulation:
+    """A running scenario.
+
+    Attributes:
+        scenario: the validated ``Scenario``; its rule parameters are read every step, so
+            changing e.g. ``sim.scenario.rules.separation.weight`` takes effect on the next step.
+        state: the ``FlockState`` (assignable: ``sim.state.pos = my_positions``).
+        metrics: ``MetricsLog`` time series.
+        step_count: steps done. time: simulated time (step_count * dt).
+        done: True once a mean shift run has converged or reached max_iter.
+        backend: the neighbor backend in use ('dense', 'grid', 'fused').
+        info: facts about the start (``blob_centers``/``blob_ids`` for blob placements).
+        generator: the ``torch.Generator`` of this run, on its device.
+    """
+
+    def __init__(self, scenario: Scenario, *, device="auto", dtype=None, backend=None, seed=None,
+                 record_metrics: bool = True):
+        self.scenario = scenario
+        self.device = resolve_device(scenario.run.device if device is None else device)
+        self.dtype = resolve_dtype(scenario.run.dtype if dtype is None else dtype)
+        self.seed = scenario.run.seed if seed is None else int(seed)
+        self.requested_backend = scenario.run.backend if backend is None else backend
+        if self.requested_backend not in ("auto", "dense", "grid", "fused"):
+            raise ScenarioError(f"backend: expected one of auto, dense, grid, fused, got {self.requested_backend!r}")
+        self.record_metrics = record_metrics
+        self.dynamics = make_dynamics(scenario)
+        self.reset()
+
+    @classmethod
+    def from_scenario(cls, scenario_or_path: Scenario | str | Path, device="auto", dtype=None, backend=None,
+                      seed=None, **kwargs) -> "Simulation":
+        """Build a simulation from a ``Scenario`` or a YAML path.
+
+        Args:
+            device: 'auto' | 'cpu' | 'cuda' (None: the scenario's run.device).
+            dtype: None (the scenario's, float32 by default), 'float64' or a torch dtype.
+            backend: None (the scenario's run.backend), 'auto', 'dense', 'grid' or 'fused'.
+            seed: None (the scenario's run.seed) or an int.
+        """
+        if isinstance(scenario_or_path, Scenario):
+            scenario = scenario_or_path.model_copy(deep=True)
+        else:
+            scenario = load_scenario(scenario_or_path)
+        return cls(scenario, device=device, dtype=dtype, backend=backend, seed=seed, **kwargs)
+
+    # ------------------------------------------------------------ setup
+
+    def reset(self) -> None:
+        """Back to the scenario's initial state, step 0, a fresh generator and an empty metrics log."""
+        self._state, self.info = initial_state(self.scenario, seed=self.seed, device=self.device, dtype=self.dtype)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.step_count = 0
+        self.done = False
+        self.last_shift = math.nan
+        self.metrics = MetricsLog()
+        self._resolve_backend()
+        self._record()
+
+    @property
+    def world(self) -> World:
+        w = self.scenario.world
+        return World(size=tuple(w.size), boundary=w.boundary, wall_force=w.wall_force,
+                     wall_margin=w.wall_margin, origin=tuple(w.origin) if w.origin is not None else None)
+
+    @property
+    def state(self) -> FlockState:
+        return self._state
+
+    @state.setter
+    def state(self, value: FlockState) -> None:
+        if not isinstance(value, FlockState):
+            raise ScenarioError(f"sim.state: expected a FlockState, got {type(value).__name__}")
+        if value.dim != self.scenario.world.dims:
+            raise ScenarioError(f"sim.state: expected dim {self.scenario.world.dims} (world.dims), got {value.dim}")
+        self._state = value.to(self.device, self.dtype)
+        self._resolve_backend()
+
+    @property
+    def time(self) -> float:
+        return self.step_count * self.scenario.run.dt
+
+    def kernels(self) -> list[Kernel]:
+        return self.dynamics.kernels()
+
+    def _resolve_backend(self) -> None:
+        kernels = self.kernels()
+        req = self.requested_backend
+        if req == "grid" and math.isinf(max_support(kernels)):
+            raise ScenarioError("run.backend: 'grid' needs kernels of finite support, but the untruncated "
+                                "gaussian has none; set rules.radius (e.g. 3 x bandwidth) or use dense/fused")
+        if req == "fused" and not all(k.kind == "gaussian" and k.radius is None and not k.exclude_self
+                                      for k in kernels):
+            raise ScenarioError("run.backend: 'fused' runs only untruncated gaussian mean shift "
+                                "(rules.formulation: meanshift, kernel: gaussian, no radius); use auto, dense or grid")
+        if req == "auto":
+            self.backend = choose_backend(self._state.n_agents, kernels, self.device, tuple(self.scenario.world.size))
+        else:
+            self.backend = req
+
+    def add_agents(self, pos, vel=None, group=None) -> None:
+        """Append agents (the seed's ``addFish``).
+
+        Args:
+            pos: [M, D] positions. vel: [M, D] velocities (zeros if None). group: [M] ids (zeros if None).
+        """
+        new = FlockState(pos=torch.as_tensor(pos, dtype=self.dtype, device=self.device),
+                         vel=None if vel is None else torch.as_tensor(vel, dtype=self.dtype, device=self.device),
+                         group=group)
+        if new.dim != self._state.dim:
+            raise ScenarioError(f"add_agents: expected positions with {self._state.dim} columns, got {new.dim}")
+        self._state = self._state.concat(new)
+        self._resolve_backend()
+
+    # ------------------------------------------------------------ stepping
+
+    def sums(self, kernels: list[Kernel] | None = None) -> torch.Tensor:
+        """The one kernel's sums [K, N, 2D+1] of the current state."""
+        kernels = self.kernels() if kernels is None else kernels
+        pos = self._state.pos
+        return reduce_neighbors(pos, self._state.vel, kernels, backend=self.backend,
+                                period=self.world.period(pos))
+
+    def _step_once(self) -> None:
+        state, world, dt = self._state, self.world, self.scenario.run.dt
+        sums = self.sums()
+        if self.scenario.is_meanshift:
+            new_pos = self.dynamics.shift(state.pos, sums)
+            moved = (new_pos - state.pos).abs().sum()
+            scale = state.pos.abs().sum()
+            self.last_shift = float(moved / scale) if float(scale) > 0 else float(moved)
+            self._state = state.replace(pos=new_pos, vel=(new_pos - state.pos) / dt)
+        else:
+            accel = self.dynamics.acceleration(state.pos, state.vel, sums, world)
+            agents = self.scenario.agents
+            pos, vel = integrate(state.pos, state.vel, accel, dt, world,
+                                 max_speed=agents.max_speed, min_speed=agents.min_speed)
+            self._state = state.replace(pos=pos, vel=vel)
+        self.step_count += 1
+        if self.scenario.is_meanshift:
+            rules = self.scenario.rules
+            if self.last_shift < rules.tol or self.step_count >= rules.max_iter:
+                self.done = True
+
+    def step(self, n: int = 1) -> "Simulation":
+        """Advance ``n`` steps (fewer if a mean shift run converges first). Returns self."""
+        for _ in range(int(n)):
+            if self.done:
+                break
+            self._step_once()
+            if self.step_count % self.scenario.metrics.every == 0 or self.done:
+                self._record()
+        return self
+
+    # ------------------------------------------------------------ metrics
+
+    def measure(self) -> dict[str, float]:
+        """The metrics of the current state (see ``flock.metrics``)."""
+        state = self._state
+        row = {"step": self.step_count, "time": self.time, "n_agents": state.n_agents}
+        if self.scenario.is_meanshift:
+            row["n_modes"] = count_modes(state.pos, self.scenario.rules.bandwidth)
+            row["shift"] = self.last_shift
+        else:
+            row["polarization"] = polarization(state.vel)
+            row["mean_speed"] = mean_speed(state.vel)
+            row["mean_nn_distance"] = mean_nearest_neighbor_distance(
+                state.pos, self.world.period(state.pos), max_queries=self.scenario.metrics.nn_sample)
+        return row
+
+    def _record(self) -> None:
+        if self.record_metrics:
+            self.metrics.append(self.measure())
+
+    def __repr__(self) -> str:
+        return (f"Simulation({self.scenario.name or 'scenario'}, n_agents={self._state.n_agents}, "
+                f"step={self.step_count}, device={self.device}, backend={self.backend})")

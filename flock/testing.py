@@ -1,0 +1,141 @@
+"""Slow, obvious reference implementations shared by tests and tools.
+
+Nothing here is fast; everything here is easy to check by reading. Fast paths
+in the engine are tested against these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .kernels import Kernel
+
+
+def reference_weight(kernel: Kernel, d: float) -> float:
+    """w(d) for one distance, written out per kernel kind."""
+    if kernel.kind == "flat":
+        return 1.0 if d < kernel.radius else 0.0
+    if kernel.kind == "triangular":
+        return max(0.0, 1.0 - d / kernel.radius)
+    if kernel.kind == "gaussian":
+        if kernel.radius is not None and not d < kernel.radius:
+            return 0.0
+        return math.exp(-0.5 * (d / kernel.bandwidth) ** 2)
+    if kernel.kind == "inverse_square":
+        if not d < kernel.radius:
+            return 0.0
+        return 1.0 / max(d, 1e-3 * kernel.radius) ** 2
+    raise ValueError(kernel.kind)
+
+
+def reference_sums(pos, vel, kernels, *, period=None, query_pos=None, query_index=None,
+                   features=None) -> np.ndarray:
+    """Per-pair Python loop of the one kernel: S [K, M, 2D+F+1] (float64 numpy).
+
+    Args:
+        pos, vel: [N, D] array-likes. period: [D] or None. query_pos: [M, D] or None
+        (the agents). query_index: [M] indices of queries among agents (self-pairs
+        are skipped for kernels with ``exclude_self``). features: [N, F] or None.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    vel = np.asarray(vel, dtype=np.float64)
+    n, dim = pos.shape
+    feats = np.zeros((n, 0)) if features is None else np.asarray(features, dtype=np.float64)
+    if query_pos is None:
+        query_pos = pos
+        query_index = np.arange(n) if query_index is None else query_index
+    query_pos = np.asarray(query_pos, dtype=np.float64)
+    per = None if period is None else np.asarray(period, dtype=np.float64)
+    width = 2 * dim + feats.shape[1] + 1
+    out = np.zeros((len(kernels), len(query_pos), width))
+    for k, kern in enumerate(kernels):
+        for i, q in enumerate(query_pos):
+            for j in range(n):
+                if kern.exclude_self and query_index is not None and int(query_index[i]) == j:
+                    continue
+                d = pos[j] - q
+                if per is not None:
+                    d = d - per * np.round(d / per)
+                w = reference_weight(kern, float(math.sqrt(float((d ** 2).sum()))))
+                if w == 0.0:
+                    continue
+                out[k, i, :dim] += w * (q + d)
+                out[k, i, dim:2 * dim] += w * vel[j]
+                out[k, i, 2 * dim:width - 1] += w * feats[j]
+                out[k, i, width - 1] += w
+    return out
+
+
+def _js_norm(v):
+    n = math.sqrt(sum(c * c for c in v))
+    return [c / n for c in v] if n > 0 else [0.0 for _ in v]
+
+
+def reference_seed_step(pos, vel, *, width: float, height: float, view: float = 200.0, near: float = 20.0,
+                        cohesion: float = 1.0, alignment: float = 0.7, separation: float = 5.0,
+                        max_force: float = 0.1, max_speed: float = 5.0, wall_force: float = 1.0):
+    """One ``Field.next()`` of the JavaScript boids post, per fish, in plain Python floats.
+
+    Args:
+        pos, vel: lists of [x, y] (or numpy [N, 2]); returns new (pos, vel) as float64 numpy arrays.
+    """
+    pos = [list(map(float, p)) for p in np.asarray(pos, dtype=np.float64)]
+    vel = [list(map(float, v)) for v in np.asarray(vel, dtype=np.float64)]
+    n = len(pos)
+    dist = lambda a, b: math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)))  # noqa: E731
+    accels = []
+    for i in range(n):
+        seen = [j for j in range(n) if j != i and dist(pos[j], pos[i]) < view]
+        if not seen:
+            accels.append([0.0, 0.0])
+            continue
+        vmean = [sum(vel[j][c] for j in seen) / len(seen) for c in range(2)]
+        pmean = [sum(pos[j][c] for j in seen) / len(seen) for c in range(2)]
+        vdir = [alignment * c for c in _js_norm([vmean[c] - vel[i][c] for c in range(2)])]
+        pdir = [cohesion * c for c in _js_norm([pmean[c] - pos[i][c] for c in range(2)])]
+        direction = [pdir[c] + vdir[c] for c in range(2)]
+        close = [j for j in seen if dist(pos[j], pos[i]) < near]
+        if close:
+            nmean = [sum(pos[j][c] for j in close) / len(close) for c in range(2)]
+            away = [separation * c for c in _js_norm([nmean[c] - pos[i][c] for c in range(2)])]
+            direction = [direction[c] - away[c] for c in range(2)]
+        accels.append([max_force * c for c in _js_norm(direction)])
+    for i in range(n):
+        acc = accels[i]
+        if pos[i][0] > width:
+            acc[0] -= wall_force
+        if pos[i][0] < 0:
+            acc[0] += wall_force
+        if pos[i][1] > height:
+            acc[1] -= wall_force
+        if pos[i][1] < 0:
+            acc[1] += wall_force
+        vel[i] = [vel[i][c] + acc[c] for c in range(2)]
+        speed = math.sqrt(vel[i][0] ** 2 + vel[i][1] ** 2)
+        if max_speed < speed:
+            vel[i] = [c * max_speed / speed for c in vel[i]]
+        pos[i] = [pos[i][c] + vel[i][c] for c in range(2)]
+    return np.array(pos), np.array(vel)
+
+
+def reference_meanshift(X, bandwidth: float = 2.5, max_it: int = 5, eps: float = 1e-6):
+    """The fastai lesson's numpy mean shift (per point, Gaussian kernel), as a loop.
+
+    Each iteration moves every point to the Gaussian-weighted mean of all points
+    (itself included); stops after ``max_it`` iterations or when
+    sum|X_new - X| / sum|X| < eps. Returns (X, iterations done).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    for it in range(1, max_it + 1):
+        new = np.empty_like(X)
+        for i, x in enumerate(X):
+            d = np.sqrt(((x - X) ** 2).sum(1))
+            w = np.exp(-0.5 * (d / bandwidth) ** 2) / (bandwidth * math.sqrt(2 * math.pi))
+            new[i] = (w[:, None] * X).sum(0) / w.sum()
+        shift = np.abs(new - X).sum() / np.abs(X).sum()
+        X = new
+        if shift < eps:
+            return X, it
+    return X, max_it

@@ -1,0 +1,78 @@
+"""The flocksim command: run headless, validate, and keep what was done on Ctrl-C."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from flock import cli
+
+
+def test_run_headless_writes_metrics_and_final_state(tmp_path, capsys):
+    rc = cli.main(["run", "scenarios/boids_seed.yaml", "--headless", "--steps", "7", "--out", str(tmp_path),
+                   "--quiet", "--device", "cpu"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "boids_seed: done after 7 steps of 300 agents" in out and "agent-steps/s" in out
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows] == list(range(8))
+    final = np.load(tmp_path / "final_state.npz")
+    assert final["pos"].shape == (300, 2) and final["vel"].shape == (300, 2) and int(final["step"]) == 7
+
+
+def test_meanshift_run_stops_when_converged(tmp_path, capsys):
+    assert cli.main(["run", "scenarios/meanshift_seed.yaml", "--headless", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "6 modes, converged" in out
+
+
+def test_ctrl_c_keeps_what_was_done(tmp_path, monkeypatch, capsys):
+    from flock.simulation import Simulation
+
+    real_step = Simulation.step
+
+    def step_then_interrupt(self, n=1):
+        if self.step_count >= 3:
+            raise KeyboardInterrupt
+        return real_step(self, 1)
+
+    monkeypatch.setattr(Simulation, "step", step_then_interrupt)
+    rc = cli.main(["run", "scenarios/boids_seed.yaml", "--headless", "--steps", "100", "--out", str(tmp_path), "--quiet"])
+    assert rc == 130
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").read_text().splitlines()))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
+    assert int(np.load(tmp_path / "final_state.npz")["step"]) == 3
+    assert "interrupted after 3 steps" in capsys.readouterr().out
+
+
+def test_run_with_a_bad_scenario_prints_the_problem_and_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world: {dims: 2, size: [10, 10]}\nagents: {count: 3}\nrules: {formulation: seed}\n")
+    assert cli.main(["run", str(bad), "--headless"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml: rules.cohesion: required key is missing" in err
+    assert "Traceback" not in err
+
+
+def test_validate_exit_codes(tmp_path, capsys):
+    assert cli.main(["validate", "scenarios/boids_seed.yaml", "scenarios/meanshift_seed.yaml"]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world: {dims: 2, size: [10, -1]}\nagents: {count: 3}\nrules: {formulation: seed}\n")
+    assert cli.main(["validate", "scenarios/boids_seed.yaml", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "world.size.1: expected a number > 0, got -1" in err
+    assert "rules.cohesion: required key is missing" in err
+
+
+def test_python_dash_m_flock_is_the_same_command(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "flock", "validate", "scenarios/boids_torus.yaml"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout
+
+
+@pytest.mark.parametrize("argv", [["run", "scenarios/boids_seed.yaml", "--device", "tpu", "--headless"]])
+def test_bad_device_is_a_clear_error(argv, capsys):
+    assert cli.main(argv) == 2
+    assert "device: expected 'auto', 'cpu' or 'cuda[:N]', got 'tpu'" in capsys.readouterr().err
