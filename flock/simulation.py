@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .errors import ScenarioError
+from .forces import PointForce, point_force_acceleration
 from .initial import initial_state
 from .kernels import Kernel, max_support
 from .metrics import (MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed,
@@ -64,6 +65,7 @@ class Simulation:
         backend: the neighbor backend in use ('dense', 'grid', 'fused').
         info: facts about the start (``blob_centers``/``blob_ids`` for blob placements).
         generator: the ``torch.Generator`` of this run, on its device.
+        point_forces: ``PointForce`` attractors/repellers acting on boids (added live, e.g. by the window).
     """
 
     def __init__(self, scenario: Scenario, *, device="auto", dtype=None, backend=None, seed=None,
@@ -76,6 +78,7 @@ class Simulation:
         if self.requested_backend not in ("auto", "dense", "grid", "fused"):
             raise ScenarioError(f"backend: expected one of auto, dense, grid, fused, got {self.requested_backend!r}")
         self.record_metrics = record_metrics
+        self.point_forces: list[PointForce] = []
         self.dynamics = make_dynamics(scenario)
         self.reset()
 
@@ -184,6 +187,8 @@ class Simulation:
             self._state = state.replace(pos=new_pos, vel=(new_pos - state.pos) / dt)
         else:
             accel = self.dynamics.acceleration(state.pos, state.vel, sums, world)
+            if self.point_forces:
+                accel = accel + point_force_acceleration(state.pos, self.point_forces, world.period(state.pos))
             agents = self.scenario.agents
             pos, vel = integrate(state.pos, state.vel, accel, dt, world,
                                  max_speed=agents.max_speed, min_speed=agents.min_speed)

@@ -100,3 +100,16 @@ def test_empty_flock_steps():
 def test_runs_on_cuda_when_present(device):
     sim = flock.Simulation.from_scenario(_small_torus(), device=device).step(3)
     assert sim.state.pos.device.type == device.type
+
+
+def test_a_repeller_pushes_agents_away():
+    from flock.forces import PointForce
+
+    sc = _small_torus(1)
+    sc.agents.min_speed = 0.0
+    sim = flock.Simulation.from_scenario(sc, device="cpu", dtype="float64")
+    sim.state.pos = [[100.0, 100.0]]
+    sim.state.vel = [[0.0, 0.0]]
+    sim.point_forces.append(PointForce(center=(110.0, 100.0), strength=-0.04, radius=50.0))
+    sim.step()
+    assert sim.state.vel[0, 0] < 0 and sim.state.vel[0, 1] == 0
