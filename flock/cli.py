@@ -157,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check scenario files; print every problem")
     val.add_argument("scenarios", nargs="+")
     val.set_defaults(func=cmd_validate)
+
+    from .bench import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
