@@ -58,7 +58,7 @@ def _summary(sim, seconds: float, interrupted: bool) -> str:
     if sim.scenario.is_meanshift:
         conv = "converged" if sim.done and sim.last_shift < sim.scenario.rules.tol else "not converged"
         text += f"; {last.get('n_modes', '?')} modes, {conv} (shift {sim.last_shift:.2e})"
-    elif last:
+    elif last and "polarization" in last:
         text += f"; polarization {last['polarization']:.3f}, mean speed {last['mean_speed']:.3f}"
     return text
 

@@ -7,6 +7,11 @@ A ``Kernel`` is one channel k of ``S[k, i] = sum_j w_k(|d_ij|) [x_j, v_j, f_j, 1
     triangular      max(0, 1 - d / r)                      r
     gaussian        exp(-d^2 / (2 h^2)), 0 beyond r if set  r or unbounded
     inverse_square  1 / max(d, eps)^2 if d < r else 0      r   (eps = 1e-3 r)
+    circles         a sin(-2 pi' d / r) / d if 0 < d < r    r   (FLAME GPU 2's circles
+                    benchmark, pi' = 3.141 as it writes it, a = ``strength``)
+
+``open_center`` drops pairs at distance exactly 0 (coincident agents), as the
+circles benchmark's ``0 < d`` test does.
 
 The Gaussian omits the 1 / (h sqrt(2 pi)) factor of the lesson's ``gaussian``:
 every rule divides by the weight sum, where the constant cancels.
@@ -20,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-KERNEL_KINDS = ("flat", "triangular", "gaussian", "inverse_square")
+KERNEL_KINDS = ("flat", "triangular", "gaussian", "inverse_square", "circles")
+CIRCLES_PI = 3.141  # the circles benchmark's own constant
 
 
 @dataclass(frozen=True)
@@ -32,12 +38,16 @@ class Kernel:
         radius: support radius r, world units; None only for an untruncated Gaussian.
         bandwidth: Gaussian bandwidth h, world units (Gaussian only).
         exclude_self: drop the pair (i, i) from the sums.
+        strength: amplitude of the circles kernel.
+        open_center: give weight 0 at distance exactly 0.
     """
 
     kind: str
     radius: float | None = None
     bandwidth: float | None = None
     exclude_self: bool = True
+    strength: float = 1.0
+    open_center: bool = False
 
     def __post_init__(self):
         if self.kind not in KERNEL_KINDS:
@@ -62,6 +72,13 @@ class Kernel:
 
 def kernel_weights(kernel: Kernel, dist: torch.Tensor) -> torch.Tensor:
     """Weights of ``kernel`` at distances ``dist`` ([...] float, world units)."""
+    w = _raw_weights(kernel, dist)
+    if kernel.open_center or kernel.kind == "circles":
+        w = torch.where(dist > 0, w, torch.zeros_like(w))
+    return w
+
+
+def _raw_weights(kernel: Kernel, dist: torch.Tensor) -> torch.Tensor:
     kind = kernel.kind
     if kind == "flat":
         return (dist < kernel.radius).to(dist.dtype)
@@ -73,6 +90,11 @@ def kernel_weights(kernel: Kernel, dist: torch.Tensor) -> torch.Tensor:
         if kernel.radius is not None:
             w = torch.where(dist < kernel.radius, w, torch.zeros_like(w))
         return w
+    if kind == "circles":
+        r = kernel.radius
+        safe = torch.where(dist > 0, dist, torch.ones_like(dist))
+        w = kernel.strength * torch.sin(dist / r * (-2 * CIRCLES_PI)) / safe
+        return torch.where(dist < r, w, torch.zeros_like(w))
     # inverse_square
     r = kernel.radius
     floor = 1e-3 * r

@@ -140,7 +140,8 @@ class MeanShiftDynamics:
         rules = self.scenario.rules
         h = rules.bandwidth
         if rules.kernel == "gaussian":
-            return [Kernel("gaussian", bandwidth=h, radius=rules.radius, exclude_self=False)]
+            radius = rules.radius if rules.radius is not None else (3 * h if rules.truncate else None)
+            return [Kernel("gaussian", bandwidth=h, radius=radius, exclude_self=False)]
         return [Kernel(rules.kernel, radius=rules.radius or h, exclude_self=False)]
 
     @staticmethod
@@ -152,8 +153,34 @@ class MeanShiftDynamics:
         return torch.where(count > 0, mean, pos)
 
 
+class CirclesDynamics:
+    """FLAME GPU 2's circles benchmark as a rule: two channels, one kernel pass.
+
+    Channels: [circles: w = a sin(-2 pi' d / r) / d on 0 < d < r, count: flat on 0 < d < r].
+    displacement_i = (S_circ[x] - x_i S_circ[1]) / max(count_i, 1)
+                   = mean_j a sin(-2 pi' d_ij / r) (x_j - x_i) / d_ij
+    """
+
+    def __init__(self, scenario):
+        self.scenario = scenario
+
+    def kernels(self) -> list[Kernel]:
+        rules = self.scenario.rules
+        return [Kernel("circles", radius=rules.radius, strength=rules.repulse),
+                Kernel("flat", radius=rules.radius, open_center=True)]
+
+    @staticmethod
+    def displacement(pos: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
+        """[N, D] move of every agent this step."""
+        dim = pos.shape[1]
+        count = torch.clamp_min(sums[1, :, -1:], 1.0)
+        return (sums[0, :, :dim] - pos * sums[0, :, -1:]) / count
+
+
 def make_dynamics(scenario):
     """The dynamics object for ``scenario.rules.formulation``."""
     if scenario.rules.formulation == "meanshift":
         return MeanShiftDynamics(scenario)
+    if scenario.rules.formulation == "circles":
+        return CirclesDynamics(scenario)
     return BoidDynamics(scenario)

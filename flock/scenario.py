@@ -8,7 +8,8 @@ unknown keys suggest the closest known key. Nothing runs on a half-valid file.
     world:   dims, size, origin, boundary (wrap | soft | reflect | open), wall_force
     agents:  count, position / velocity initialisers, max_speed, min_speed, max_force
     rules:   formulation seed | reynolds (cohesion/alignment/separation: weight, radius)
-             or meanshift (kernel, bandwidth, radius, tol, max_iter)
+             or meanshift (kernel, bandwidth, radius, truncate, tol, max_iter)
+             or circles (radius, repulse: FLAME GPU 2's circles benchmark)
     run:     steps, dt, seed, device, dtype, backend
     metrics: every, nn_sample
     render:  hints for the window and frames
@@ -137,18 +138,29 @@ class MeanShiftRules(_Model):
     """Every point moves to the kernel-weighted mean of all points (one step = one iteration).
 
     ``radius`` truncates the Gaussian (so the grid backend applies) or is the support of the
-    triangular/flat kernels (default: the bandwidth).
+    triangular/flat kernels (default: the bandwidth). ``truncate: true`` truncates the
+    Gaussian at 3 x bandwidth unless a radius is given.
     """
 
     formulation: Literal["meanshift"]
     kernel: Literal["gaussian", "triangular", "flat"] = "gaussian"
     bandwidth: PositiveFloat
     radius: PositiveFloat | None = None
+    truncate: bool = False
     tol: NonNegFloat = 1e-6
     max_iter: Annotated[int, Field(ge=1)] = 100
 
 
-Rules = Annotated[Union[BoidRules, MeanShiftRules], Field(discriminator="formulation")]
+class CirclesRules(_Model):
+    """FLAME GPU 2's circles benchmark: each agent moves by the mean over neighbors at
+    0 < d < radius of repulse * sin(-2 pi d / radius) (x_j - x_i) / d."""
+
+    formulation: Literal["circles"]
+    radius: PositiveFloat = 2.0
+    repulse: float = 0.05
+
+
+Rules = Annotated[Union[BoidRules, MeanShiftRules, CirclesRules], Field(discriminator="formulation")]
 
 
 # ---------------------------------------------------------------- run, metrics, render
@@ -204,6 +216,10 @@ class Scenario(_Model):
     @property
     def is_meanshift(self) -> bool:
         return self.rules.formulation == "meanshift"
+
+    @property
+    def is_boids(self) -> bool:
+        return self.rules.formulation not in ("meanshift", "circles")
 
     def base_dir(self) -> Path:
         return self._source.parent if self._source is not None else Path.cwd()
@@ -365,7 +381,7 @@ def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
     if isinstance(sc.rules, BoidRules):
         if sc.rules.formulation == "reynolds" and sc.agents.max_speed is None:
             problems.append(("agents.max_speed", "required key is missing (the reynolds rules steer toward max_speed)"))
-    else:
+    elif isinstance(sc.rules, MeanShiftRules):
         if sc.rules.kernel != "gaussian" and sc.rules.radius is not None and sc.rules.radius != sc.rules.bandwidth:
             problems.append(("rules.radius", f"the {sc.rules.kernel} kernel's support is the bandwidth; "
                                              f"leave radius out or equal to {sc.rules.bandwidth}, got {sc.rules.radius}"))

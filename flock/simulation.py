@@ -23,7 +23,7 @@ from .rules import make_dynamics
 from .scenario import Scenario, load_scenario
 from .state import FlockState
 from .integrate import integrate
-from .world import World
+from .world import World, apply_boundary
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -185,6 +185,10 @@ class Simulation:
             scale = state.pos.abs().sum()
             self.last_shift = float(moved / scale) if float(scale) > 0 else float(moved)
             self._state = state.replace(pos=new_pos, vel=(new_pos - state.pos) / dt)
+        elif self.scenario.rules.formulation == "circles":
+            move = self.dynamics.displacement(state.pos, sums)
+            pos, vel = apply_boundary(state.pos + move, move / dt, world)
+            self._state = state.replace(pos=pos, vel=vel)
         else:
             accel = self.dynamics.acceleration(state.pos, state.vel, sums, world)
             if self.point_forces:
@@ -218,6 +222,8 @@ class Simulation:
         if self.scenario.is_meanshift:
             row["n_modes"] = count_modes(state.pos, self.scenario.rules.bandwidth)
             row["shift"] = self.last_shift
+        elif not self.scenario.is_boids:
+            row["mean_speed"] = mean_speed(state.vel)
         else:
             row["polarization"] = polarization(state.vel)
             row["mean_speed"] = mean_speed(state.vel)

@@ -15,6 +15,10 @@ from .kernels import Kernel
 
 def reference_weight(kernel: Kernel, d: float) -> float:
     """w(d) for one distance, written out per kernel kind."""
+    if (kernel.open_center or kernel.kind == "circles") and d == 0.0:
+        return 0.0
+    if kernel.kind == "circles":
+        return kernel.strength * math.sin((d / kernel.radius) * 3.141 * -2) / d if d < kernel.radius else 0.0
     if kernel.kind == "flat":
         return 1.0 if d < kernel.radius else 0.0
     if kernel.kind == "triangular":
