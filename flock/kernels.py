@@ -7,6 +7,7 @@ A ``Kernel`` is one channel k of ``S[k, i] = sum_j w_k(|d_ij|) [x_j, v_j, f_j, 1
     triangular      max(0, 1 - d / r)                      r
     gaussian        exp(-d^2 / (2 h^2)), 0 beyond r if set  r or unbounded
     inverse_square  1 / max(d, eps)^2 if d < r else 0      r   (eps = 1e-3 r)
+    inverse         1 / max(d, eps) if d < r else 0        r   (sums of unit offsets)
     circles         a sin(-2 pi' d / r) / d if 0 < d < r    r   (FLAME GPU 2's circles
                     benchmark, pi' = 3.141 as it writes it, a = ``strength``)
 
@@ -15,7 +16,7 @@ circles benchmark's ``0 < d`` test does.
 
 The Gaussian omits the 1 / (h sqrt(2 pi)) factor of the lesson's ``gaussian``:
 every rule divides by the weight sum, where the constant cancels.
-The inverse-square kernel floors d at 1e-3 r so that coincident agents give a
+The inverse and inverse-square kernels floor d at 1e-3 r so that coincident agents give a
 large finite weight, never inf.
 """
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-KERNEL_KINDS = ("flat", "triangular", "gaussian", "inverse_square", "circles")
+KERNEL_KINDS = ("flat", "triangular", "gaussian", "inverse_square", "inverse", "circles")
 CIRCLES_PI = 3.141  # the circles benchmark's own constant
 
 
@@ -95,9 +96,12 @@ def _raw_weights(kernel: Kernel, dist: torch.Tensor) -> torch.Tensor:
         safe = torch.where(dist > 0, dist, torch.ones_like(dist))
         w = kernel.strength * torch.sin(dist / r * (-2 * CIRCLES_PI)) / safe
         return torch.where(dist < r, w, torch.zeros_like(w))
-    # inverse_square
     r = kernel.radius
     floor = 1e-3 * r
+    if kind == "inverse":
+        w = 1.0 / torch.clamp_min(dist, floor)
+        return torch.where(dist < r, w, torch.zeros_like(w))
+    # inverse_square
     w = 1.0 / torch.clamp_min(dist, floor) ** 2
     return torch.where(dist < r, w, torch.zeros_like(w))
 

@@ -27,6 +27,8 @@ def reference_weight(kernel: Kernel, d: float) -> float:
         if kernel.radius is not None and not d < kernel.radius:
             return 0.0
         return math.exp(-0.5 * (d / kernel.bandwidth) ** 2)
+    if kernel.kind == "inverse":
+        return 1.0 / max(d, 1e-3 * kernel.radius) if d < kernel.radius else 0.0
     if kernel.kind == "inverse_square":
         if not d < kernel.radius:
             return 0.0

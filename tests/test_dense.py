@@ -14,6 +14,7 @@ KERNELS = {
     "gaussian": Kernel("gaussian", bandwidth=1.5, exclude_self=False),
     "gaussian_truncated": Kernel("gaussian", bandwidth=1.5, radius=3.0),
     "inverse_square": Kernel("inverse_square", radius=2.0),
+    "inverse": Kernel("inverse", radius=2.0),
     "circles": Kernel("circles", radius=2.0, strength=0.05),
     "flat_open_center": Kernel("flat", radius=2.0, open_center=True),
 }
