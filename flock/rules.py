@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+import math
+
 from .kernels import Kernel
 from .vectors import clip_norm, unit
 from .world import World, wall_acceleration
@@ -90,21 +92,113 @@ def reynolds_acceleration(pos: torch.Tensor, vel: torch.Tensor, s_coh: torch.Ten
             + separation * reynolds_steer(away, vel, s_sep[:, -1:] > 0, **kw))
 
 
+def mesa_velocity(vel: torch.Tensor, s_view: torch.Tensor, s_sep: torch.Tensor, pos: torch.Tensor, *,
+                  cohere: float, separate: float, match: float, speed: float) -> torch.Tensor:
+    """Mesa 3's boid_flockers ``Boid.step`` for every agent at once (synchronously).
+
+    direction = v / speed; with n neighbors within vision,
+    direction += (cohere sum_j d_ij - separate sum_{j: |d_ij| < separation} d_ij + match sum_j dir_j) / n,
+    then normalised; an agent with no neighbor keeps its direction. Returns the new [N, D] velocity
+    (direction x speed).
+
+    Args:
+        vel, pos: [N, D]. s_view: flat sums within vision. s_sep: flat sums within the separation.
+    """
+    dim = pos.shape[1]
+    n = s_view[:, -1:]
+    direction = vel / speed
+    delta = s_view[:, :dim] - pos * n
+    close = s_sep[:, :dim] - pos * s_sep[:, -1:]
+    headings = s_view[:, dim:2 * dim] / speed
+    safe_n = torch.where(n > 0, n, torch.ones_like(n))
+    turned = unit(direction + (cohere * delta - separate * close + match * headings) / safe_n)
+    return torch.where(n > 0, turned * speed, vel)
+
+
+def _angle(v: torch.Tensor) -> torch.Tensor:
+    return torch.atan2(v[:, 1], v[:, 0])
+
+
+def _turn_at_most(angle: torch.Tensor, target: torch.Tensor, max_turn: torch.Tensor | float,
+                  active: torch.Tensor) -> torch.Tensor:
+    """NetLogo's turn-towards: rotate ``angle`` toward ``target`` by at most ``max_turn`` (radians)."""
+    turn = torch.remainder(target - angle + math.pi, 2 * math.pi) - math.pi
+    turn = torch.clamp(turn, -max_turn, max_turn)
+    return torch.where(active, angle + turn, angle)
+
+
+def netlogo_velocity(vel: torch.Tensor, s_view: torch.Tensor, s_inv: torch.Tensor, pos: torch.Tensor,
+                     nearest_vel: torch.Tensor, too_close: torch.Tensor, *, max_align: float, max_cohere: float,
+                     max_separate: float, speed: float) -> torch.Tensor:
+    """NetLogo's Flocking ``flock`` procedure for every turtle at once (2D, synchronously).
+
+    With flockmates in vision: if the nearest is closer than minimum-separation, turn away
+    from its heading by at most max-separate-turn; else turn toward the flockmates' summed
+    heading by at most max-align-turn, then toward the mean direction to them (sum of unit
+    offsets, the ``inverse`` kernel) by at most max-cohere-turn. A zero sum means no turn.
+    Constant speed. Angles in radians.
+
+    Args:
+        vel, pos: [N, 2]. s_view: flat sums within vision. s_inv: inverse-distance sums within vision.
+        nearest_vel: [N, 2] velocity of each turtle's nearest flockmate (any value where none).
+        too_close: [N] bool, nearest flockmate closer than minimum-separation.
+    """
+    dim = pos.shape[1]
+    has_mates = s_view[:, -1] > 0
+    heading = _angle(vel)
+    separate = has_mates & too_close
+    flocking = has_mates & ~too_close
+    away = heading + (heading - _angle(nearest_vel))   # the target whose turn-towards is turn-away
+    heading = _turn_at_most(heading, away, max_separate, separate)
+    mates_heading = s_view[:, dim:2 * dim]
+    heading = _turn_at_most(heading, _angle(mates_heading), max_align,
+                            flocking & (torch.linalg.vector_norm(mates_heading, dim=1) > 0))
+    toward = s_inv[:, :dim] - pos * s_inv[:, -1:]
+    heading = _turn_at_most(heading, _angle(toward), max_cohere,
+                            flocking & (torch.linalg.vector_norm(toward, dim=1) > 0))
+    return speed * torch.stack([torch.cos(heading), torch.sin(heading)], dim=1)
+
+
 class BoidDynamics:
     """Boid rules of a scenario (``rules.formulation`` seed or reynolds).
 
-    Channels: seed -> [view (flat, r = cohesion.radius), near (flat, r = min(separation, view))];
-    reynolds -> [cohesion (flat), alignment (flat), separation (inverse-square)].
+    Channels: seed, mesa -> [view (flat, r = cohesion.radius), near (flat, r = min(separation, view))];
+    reynolds -> [cohesion (flat), alignment (flat), separation (inverse-square)];
+    netlogo -> [view (flat), view (inverse distance: sums of unit offsets)] and a nearest-flockmate query.
+    seed and reynolds give accelerations (``acceleration``); mesa and netlogo set the
+    velocity directly at constant speed (``velocity``).
     """
+
+    @property
+    def sets_velocity(self) -> bool:
+        return self.scenario.rules.formulation in ("mesa", "netlogo")
+
+    def velocity(self, pos: torch.Tensor, vel: torch.Tensor, sums: torch.Tensor, period) -> torch.Tensor:
+        """New [N, D] velocities of the constant-speed formulations (mesa, netlogo)."""
+        rules, speed = self.scenario.rules, self.scenario.agents.max_speed
+        if rules.formulation == "mesa":
+            return mesa_velocity(vel, sums[0], sums[1], pos, cohere=rules.cohesion.weight,
+                                 separate=rules.separation.weight, match=rules.alignment.weight, speed=speed)
+        from .neighbors.nearest import nearest_neighbor
+
+        idx, dist = nearest_neighbor(pos, radius=rules.cohesion.radius, period=period)
+        nearest_vel = vel[idx.clamp_min(0)] if pos.shape[0] else vel
+        too_close = (idx >= 0) & (dist < rules.separation.radius)
+        return netlogo_velocity(vel, sums[0], sums[1], pos, nearest_vel, too_close,
+                                max_align=math.radians(rules.alignment.max_turn),
+                                max_cohere=math.radians(rules.cohesion.max_turn),
+                                max_separate=math.radians(rules.separation.max_turn), speed=speed)
 
     def __init__(self, scenario):
         self.scenario = scenario
 
     def kernels(self) -> list[Kernel]:
         rules = self.scenario.rules
-        if rules.formulation == "seed":
-            view = rules.cohesion.radius
+        view = rules.cohesion.radius
+        if rules.formulation in ("seed", "mesa"):
             return [Kernel("flat", radius=view), Kernel("flat", radius=min(rules.separation.radius, view))]
+        if rules.formulation == "netlogo":
+            return [Kernel("flat", radius=view), Kernel("inverse", radius=view)]
         return [Kernel("flat", radius=rules.cohesion.radius), Kernel("flat", radius=rules.alignment.radius),
                 Kernel("inverse_square", radius=rules.separation.radius)]
 

@@ -119,16 +119,24 @@ class AgentsSpec(_Model):
 
 
 class RuleSpec(_Model):
-    """One boid rule: its weight and the radius within which it sees neighbors."""
+    """One boid rule: its weight, the radius within which it sees neighbors, and (netlogo
+    formulation) the most it may turn the heading per step, in degrees."""
 
-    weight: NonNegFloat
+    weight: NonNegFloat = 1.0
     radius: PositiveFloat
+    max_turn: Annotated[float, Field(ge=0, le=180)] | None = None
 
 
 class BoidRules(_Model):
-    """seed: the JavaScript boids post exactly; reynolds: Reynolds/OpenSteer steering forces."""
+    """seed: the JavaScript boids post exactly; reynolds: Reynolds/OpenSteer steering forces;
+    mesa: Mesa 3's boid_flockers example; netlogo: NetLogo's Flocking model (2D).
 
-    formulation: Literal["seed", "reynolds"]
+    mesa and netlogo move at the constant speed ``agents.max_speed`` and see neighbors within
+    ``cohesion.radius`` (their single vision); ``separation.radius`` is the minimum separation.
+    mesa reads the weights as cohere / match / separate factors; netlogo reads ``max_turn``.
+    """
+
+    formulation: Literal["seed", "reynolds", "mesa", "netlogo"]
     cohesion: RuleSpec
     alignment: RuleSpec
     separation: RuleSpec
@@ -161,6 +169,7 @@ class CirclesRules(_Model):
 
 
 Rules = Annotated[Union[BoidRules, MeanShiftRules, CirclesRules], Field(discriminator="formulation")]
+CONSTANT_SPEED_FORMULATIONS = ("mesa", "netlogo")
 
 
 # ---------------------------------------------------------------- run, metrics, render
@@ -379,8 +388,19 @@ def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
     if sc.agents.max_speed is not None and sc.agents.min_speed > sc.agents.max_speed:
         problems.append(("agents.min_speed", f"expected at most max_speed ({sc.agents.max_speed}), got {sc.agents.min_speed}"))
     if isinstance(sc.rules, BoidRules):
-        if sc.rules.formulation == "reynolds" and sc.agents.max_speed is None:
-            problems.append(("agents.max_speed", "required key is missing (the reynolds rules steer toward max_speed)"))
+        form = sc.rules.formulation
+        if form in ("reynolds", "mesa", "netlogo") and sc.agents.max_speed is None:
+            problems.append(("agents.max_speed", f"required key is missing (the {form} rules need a speed)"))
+        if form in CONSTANT_SPEED_FORMULATIONS and sc.rules.alignment.radius != sc.rules.cohesion.radius:
+            problems.append(("rules.alignment.radius", f"{form} has one vision radius: expected "
+                             f"{sc.rules.cohesion.radius} (rules.cohesion.radius), got {sc.rules.alignment.radius}"))
+        if form == "netlogo":
+            if sc.world.dims != 2:
+                problems.append(("world.dims", "the netlogo formulation is 2D: expected 2, got 3"))
+            for rule in ("cohesion", "alignment", "separation"):
+                if getattr(sc.rules, rule).max_turn is None:
+                    problems.append((f"rules.{rule}.max_turn", "required key is missing (netlogo turns by at most "
+                                     "max_turn degrees per rule)"))
     elif isinstance(sc.rules, MeanShiftRules):
         if sc.rules.kernel != "gaussian" and sc.rules.radius is not None and sc.rules.radius != sc.rules.bandwidth:
             problems.append(("rules.radius", f"the {sc.rules.kernel} kernel's support is the bandwidth; "

@@ -189,6 +189,10 @@ class Simulation:
             move = self.dynamics.displacement(state.pos, sums)
             pos, vel = apply_boundary(state.pos + move, move / dt, world)
             self._state = state.replace(pos=pos, vel=vel)
+        elif self.dynamics.sets_velocity:
+            vel = self.dynamics.velocity(state.pos, state.vel, sums, world.period(state.pos))
+            pos, vel = apply_boundary(state.pos + vel * dt, vel, world)
+            self._state = state.replace(pos=pos, vel=vel)
         else:
             accel = self.dynamics.acceleration(state.pos, state.vel, sums, world)
             if self.point_forces:

@@ -145,3 +145,85 @@ def reference_meanshift(X, bandwidth: float = 2.5, max_it: int = 5, eps: float =
         if shift < eps:
             return X, it
     return X, max_it
+
+
+def _wrap_offset(d, size):
+    return d - size * np.round(d / size)
+
+
+def reference_mesa_step(pos, direction, *, size, speed=1.0, vision=10.0, separation=2.0,
+                        cohere=0.03, separate=0.015, match=0.05):
+    """Mesa 3's ``Boid.step`` per agent on a torus, all from one snapshot (flock's synchronous step).
+
+    Args:
+        pos, direction: [N, 2] arrays (direction = velocity / speed). size: [2] torus size.
+    Returns:
+        (new pos, new direction) float64 arrays.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    direction = np.asarray(direction, dtype=np.float64)
+    size = np.asarray(size, dtype=np.float64)
+    new_pos, new_dir = pos.copy(), direction.copy()
+    for i in range(len(pos)):
+        delta = [_wrap_offset(pos[j] - pos[i], size) for j in range(len(pos))]
+        near = [j for j in range(len(pos)) if j != i and np.linalg.norm(delta[j]) < vision]
+        d = direction[i].copy()
+        if near:
+            deltas = np.array([delta[j] for j in near])
+            dist = np.linalg.norm(deltas, axis=1)
+            coh = deltas.sum(0) * cohere
+            sep = -deltas[dist < separation].sum(0) * separate
+            mat = np.array([direction[j] for j in near]).sum(0) * match
+            d = d + (coh + sep + mat) / len(near)
+            d = d / np.linalg.norm(d)
+        new_dir[i] = d
+        new_pos[i] = np.mod(pos[i] + d * speed, size)
+    return new_pos, new_dir
+
+
+def reference_netlogo_step(pos, heading_deg, *, size, origin, vision=3.0, min_sep=1.0, max_align=5.0,
+                           max_cohere=3.0, max_separate=1.5, speed=1.0):
+    """NetLogo Flocking's ``flock`` then ``fd 1`` per turtle, from one snapshot, in NetLogo's own terms.
+
+    Headings in degrees clockwise from north (dx = sin h, dy = cos h), ``towards`` and
+    ``subtract-headings`` as NetLogo defines them; a wrapped world [origin, origin + size).
+
+    Args:
+        pos: [N, 2]; heading_deg: [N]. Returns (new pos, new heading) float64 arrays.
+    """
+    pos = np.asarray(pos, dtype=np.float64)
+    heading = np.asarray(heading_deg, dtype=np.float64)
+    size, origin = np.asarray(size, dtype=np.float64), np.asarray(origin, dtype=np.float64)
+
+    def subtract_headings(a, b):
+        return (a - b + 180.0) % 360.0 - 180.0
+
+    def turn_at_most(h, turn, max_turn):
+        return h + (max_turn if turn > 0 else -max_turn) if abs(turn) > max_turn else h + turn
+
+    def atan_nl(x, y):           # NetLogo's atan x y: heading of the vector (x, y)
+        return math.degrees(math.atan2(x, y)) % 360.0
+
+    new_heading = heading.copy()
+    for i in range(len(pos)):
+        offs = {j: _wrap_offset(pos[j] - pos[i], size) for j in range(len(pos)) if j != i}
+        mates = [j for j, o in offs.items() if np.linalg.norm(o) < vision]
+        h = heading[i]
+        if mates:
+            nearest = min(mates, key=lambda j: np.linalg.norm(offs[j]))
+            if np.linalg.norm(offs[nearest]) < min_sep:
+                h = turn_at_most(h, subtract_headings(h, heading[nearest]), max_separate)
+            else:
+                x = sum(math.sin(math.radians(heading[j])) for j in mates)
+                y = sum(math.cos(math.radians(heading[j])) for j in mates)
+                if not (x == 0 and y == 0):
+                    h = turn_at_most(h, subtract_headings(atan_nl(x, y), h), max_align)
+                # towards myself + 180 is the heading from me to the mate
+                x = sum(offs[j][0] / np.linalg.norm(offs[j]) for j in mates) / len(mates)
+                y = sum(offs[j][1] / np.linalg.norm(offs[j]) for j in mates) / len(mates)
+                if not (x == 0 and y == 0):
+                    h = turn_at_most(h, subtract_headings(atan_nl(x, y), h), max_cohere)
+        new_heading[i] = h % 360.0
+    step = speed * np.stack([np.sin(np.radians(new_heading)), np.cos(np.radians(new_heading))], axis=1)
+    new_pos = origin + np.mod(pos + step - origin, size)
+    return new_pos, new_heading
