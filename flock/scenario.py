@@ -17,7 +17,9 @@ unknown keys suggest the closest known key. Nothing runs on a half-valid file.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import os
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -413,14 +415,15 @@ def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- entry points
 
 
-def validate_scenario(data: Any, *, source: str | Path | None = None) -> Scenario:
+def validate_scenario(data: Any, *, source: str | Path | None = None, label: str | None = None) -> Scenario:
     """A ``Scenario`` from plain data (as YAML gives), or a ``ScenarioError`` listing every problem.
 
     Args:
         data: a mapping, as ``yaml.safe_load`` returns.
         source: the file the data came from; names it in errors and anchors relative paths.
+        label: how errors name the origin, when not just ``source`` (e.g. with overrides).
     """
-    origin = str(source) if source is not None else "<scenario>"
+    origin = label or (str(source) if source is not None else "<scenario>")
     if not isinstance(data, dict):
         _raise(origin, [("(top level)", f"expected a mapping of keys (world, agents, rules, ...), got {_describe(data)}")])
     try:
@@ -435,17 +438,11 @@ def validate_scenario(data: Any, *, source: str | Path | None = None) -> Scenari
     return sc
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read a YAML scenario file with ``yaml.safe_load`` and validate it.
-
-    Raises:
-        ScenarioError: missing file, unreadable YAML, or any invalid key/value.
-    """
-    path = Path(path)
+def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ScenarioError(f"{path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(parse)"
@@ -453,4 +450,120 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: {where}: not valid YAML: {problem}") from None
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
-    return validate_scenario(data, source=path)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` laid over ``base``: mappings merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _fix_relative_paths(data: dict, base_file: Path, child_dir: Path) -> dict:
+    """Rewrite a base file's relative initialiser paths so they stay right from the child's folder."""
+    agents = data.get("agents")
+    if not isinstance(agents, dict):
+        return data
+    for which in ("position", "velocity"):
+        init = agents.get(which)
+        if isinstance(init, dict) and init.get("kind") == "file" and isinstance(init.get("path"), str):
+            target = (base_file.parent / init["path"]).resolve()
+            init["path"] = os.path.relpath(target, child_dir)
+    return data
+
+
+def read_scenario_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """The YAML mapping of ``path`` with its ``extends:`` chain resolved (child keys win).
+
+    Raises:
+        ScenarioError: missing file, bad YAML, a non-mapping, or an ``extends`` cycle.
+    """
+    path = Path(path)
+    real = path.resolve()
+    if real in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, real))
+        raise ScenarioError(f"{path}: extends: cycle: {cycle}")
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: (top level): expected a mapping of keys (world, agents, rules, ...), "
+                            f"got {_describe(data)}")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ScenarioError(f"{path}: extends: expected the path of a scenario file, got {_describe(parent)}")
+    base_path = path.parent / parent
+    if not base_path.is_file():
+        raise ScenarioError(f"{path}: extends: file not found: {base_path}")
+    base = read_scenario_data(base_path, (*_chain, real))
+    base = _fix_relative_paths(base, base_path, path.parent)
+    return deep_merge(base, data)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ScenarioError(f"--set: expected key.path=value, got {_describe(item)}")
+    key, text = item.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise ScenarioError(f"--set: expected key.path=value, got {_describe(item)}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return parts, value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``data`` with each ``key.path=value`` applied (values parsed as YAML; list items by index).
+
+    Raises:
+        ScenarioError: a malformed override or one that walks into a number or string.
+    """
+    data = copy.deepcopy(data)
+    for item in overrides:
+        parts, value = _parse_override(item)
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[:depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ScenarioError(f"--set {item}: {where}: expected an index below {len(node)}, got {part!r}")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    if node.get(part) is None:
+                        node[part] = {}
+                    elif not isinstance(node[part], (dict, list)):
+                        raise ScenarioError(f"--set {item}: {where}: is a value, not a mapping")
+                    node = node[part]
+            else:
+                raise ScenarioError(f"--set {item}: {'.'.join(parts[:depth])}: is a value, not a mapping")
+    return data
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scenario:
+    """Read a YAML scenario file with ``yaml.safe_load``, resolve ``extends:``, apply
+    ``--set``-style overrides, and validate.
+
+    Raises:
+        ScenarioError: missing file, unreadable YAML, an extends cycle, or any invalid key/value
+        (overrides are validated exactly like the file, with the same key paths).
+    """
+    path = Path(path)
+    data = read_scenario_data(path)
+    label = None
+    if overrides:
+        data = apply_overrides(data, overrides)
+        label = f"{path} (with --set {' '.join(overrides)})"
+    return validate_scenario(data, source=path, label=label)
