@@ -18,7 +18,7 @@ from .initial import initial_state
 from .kernels import Kernel, max_support
 from .metrics import (MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed,
                       polarization)
-from .neighbors import choose_backend, reduce_neighbors
+from .neighbors import BACKENDS, choose_backend, is_fused_compatible, reduce_neighbors
 from .rules import make_dynamics
 from .scenario import Scenario, load_scenario
 from .state import FlockState
@@ -75,8 +75,8 @@ class Simulation:
         self.dtype = resolve_dtype(scenario.run.dtype if dtype is None else dtype)
         self.seed = scenario.run.seed if seed is None else int(seed)
         self.requested_backend = scenario.run.backend if backend is None else backend
-        if self.requested_backend not in ("auto", "dense", "grid", "fused"):
-            raise ScenarioError(f"backend: expected one of auto, dense, grid, fused, got {self.requested_backend!r}")
+        if self.requested_backend not in BACKENDS:
+            raise ScenarioError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.requested_backend!r}")
         self.record_metrics = record_metrics
         self.point_forces: list[PointForce] = []
         self.dynamics = make_dynamics(scenario)
@@ -141,11 +141,16 @@ class Simulation:
     def _resolve_backend(self) -> None:
         kernels = self.kernels()
         req = self.requested_backend
-        if req == "grid" and math.isinf(max_support(kernels)):
-            raise ScenarioError("run.backend: 'grid' needs kernels of finite support, but the untruncated "
-                                "gaussian has none; set rules.radius (e.g. 3 x bandwidth) or use dense/fused")
-        if req == "fused" and not all(k.kind == "gaussian" and k.radius is None and not k.exclude_self
-                                      for k in kernels):
+        if req in ("grid", "triton") and math.isinf(max_support(kernels)):
+            raise ScenarioError(f"run.backend: '{req}' needs kernels of finite support, but the untruncated "
+                                "gaussian has none; set rules.truncate: true (3 x bandwidth) or use dense/fused")
+        if req == "triton":
+            from .neighbors.triton_grid import triton_usable
+
+            if not triton_usable(self.device):
+                raise ScenarioError("run.backend: 'triton' needs triton and a CUDA device "
+                                    "(pip install triton); use auto or grid")
+        if req == "fused" and not is_fused_compatible(kernels):
             raise ScenarioError("run.backend: 'fused' runs only untruncated gaussian mean shift "
                                 "(rules.formulation: meanshift, kernel: gaussian, no radius); use auto, dense or grid")
         if req == "auto":
