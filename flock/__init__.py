@@ -5,6 +5,7 @@
     sim.step(100); sim.state.pos; sim.metrics
 """
 
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .errors import ScenarioError
 from .kernels import Kernel
 from .neighbors import reduce_neighbors
@@ -15,5 +16,6 @@ from .world import World
 
 __version__ = "0.1.0"
 
-__all__ = ["FlockState", "Kernel", "Scenario", "ScenarioError", "Simulation", "World", "load_scenario",
-           "reduce_neighbors", "validate_scenario", "__version__"]
+__all__ = ["CheckpointError", "FlockState", "Kernel", "Scenario", "ScenarioError", "Simulation", "World",
+           "load_checkpoint", "load_scenario", "reduce_neighbors", "save_checkpoint", "validate_scenario",
+           "__version__"]

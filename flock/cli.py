@@ -1,7 +1,10 @@
 """The ``flocksim`` command (also ``python -m flock``).
 
     flocksim run SCENARIO [--headless] [--steps N] [--out DIR] [--device D] [--seed S] [--backend B]
+                 [--record F.h5 [--record-every K]] [--checkpoint DIR [--checkpoint-every K]]
+    flocksim run --resume DIR/ckpt_<step> [--steps N] [--record F.h5] [--checkpoint DIR] ...
     flocksim validate SCENARIO...
+    flocksim replay F.h5 [--info]
 
 Errors a user can cause print one clear message per problem and exit 2; no tracebacks.
 """
@@ -83,10 +86,37 @@ def _frame_writer(sim, args):
                        fps=args.fps or 10, trail=args.trail)
 
 
+def _check_run_args(args) -> str | None:
+    """The problem with the recording/checkpoint/resume flags, if any."""
+    for flag in ("record_every", "checkpoint_every", "checkpoint_keep"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            return f"--{flag.replace('_', '-')}: expected an integer >= 1, got {value}"
+    if args.resume is None and args.scenario is None:
+        return "run: give a SCENARIO file, or --resume DIR/ckpt_<step>"
+    if args.resume is not None:
+        clash = [f for f, v in (("SCENARIO", args.scenario), ("--seed", args.seed), ("--dtype", args.dtype),
+                                ("--backend", args.backend), ("--set", args.set or None)) if v is not None]
+        if clash:
+            return (f"--resume: continues the checkpoint's own scenario, seed, dtype and backend; "
+                    f"leave out {', '.join(clash)}")
+    return None
+
+
 def cmd_run(args) -> int:
+    from .checkpoint import CheckpointError, CheckpointEvery, load_checkpoint
+    from .recording import step_with_hooks
+    from .scenario import load_scenario
+
+    if args.ensemble is not None:
+        return cmd_run_ensemble(args)
     from .simulation import Simulation
 
     exporting = bool(args.frames or args.gif or args.video)
+    problem = _check_run_args(args)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     if args.every < 1:
         print(f"--every: expected an integer >= 1, got {args.every}", file=sys.stderr)
         return 2
@@ -106,14 +136,24 @@ def cmd_run(args) -> int:
             print(missing, file=sys.stderr)
             return 2
     try:
-        sim = Simulation.from_scenario(args.scenario, device=args.device, dtype=args.dtype,
-                                       backend=args.backend, seed=args.seed)
-    except ScenarioError as exc:
+        if args.resume is not None:
+            sim = load_checkpoint(args.resume, device=args.device)
+        else:
+            source = load_scenario(args.scenario, overrides=args.set) if args.set else args.scenario
+            sim = Simulation.from_scenario(source, device=args.device, dtype=args.dtype,
+                                           backend=args.backend, seed=args.seed)
+    except (ScenarioError, CheckpointError) as exc:
         print(exc, file=sys.stderr)
         return 2
+    # --steps (or run.steps) is the length of the whole run: a resumed run does what is left
     steps = args.steps if args.steps is not None else sim.scenario.run.steps
-    name = sim.scenario.name or Path(args.scenario).stem
+    steps = max(0, steps - sim.step_count)
+    name = sim.scenario.name or (Path(args.scenario).stem if args.scenario else "resumed")
     out = Path(args.out) if args.out else Path("runs") / name
+    if (args.record or args.checkpoint) and not args.headless:
+        # the window runner steps the simulation itself and does not call these hooks (yet)
+        print("--record/--checkpoint: running headless", file=sys.stderr)
+        args.headless = True
     if not args.headless and not exporting:
         runner, why = _open_window_runner(args)
         if runner is not None:
@@ -132,6 +172,18 @@ def cmd_run(args) -> int:
     for row in sim.metrics.rows:
         writer(row)
     sim.metrics.add_listener(writer)
+    hooks, recorder, checkpoints = [], None, None
+    if args.record:
+        from .recording import H5Recorder
+
+        # resuming into the same file continues it (its frames after the checkpoint are replaced)
+        recorder = H5Recorder(args.record, every=args.record_every or 1, append=args.resume is not None)
+        recorder.attach(sim)
+        hooks.append(recorder)
+    if args.checkpoint:
+        every = args.checkpoint_every or max(1, (sim.step_count + steps) // 10)
+        checkpoints = CheckpointEvery(every, args.checkpoint, keep=args.checkpoint_keep)
+        hooks.append(checkpoints)
     frames = None
     interrupted = False
     start = time.perf_counter()
@@ -147,9 +199,7 @@ def cmd_run(args) -> int:
             chunk = args.every if frames is not None else max(1, steps // 200)
             while done < steps and not sim.done:
                 k = min(chunk, steps - done)
-                before = sim.step_count
-                sim.step(k)
-                moved = sim.step_count - before
+                moved = step_with_hooks(sim, k, hooks)  # stops at each hook's multiples
                 done += moved
                 bar.update(moved)
                 if frames is not None and moved and (done % args.every == 0 or sim.done or done >= steps):
@@ -163,10 +213,72 @@ def cmd_run(args) -> int:
         writer.close()
         save_final_state(sim, out / "final_state.npz")
         written = frames.close() if frames is not None else []
+        if recorder is not None:
+            recorder.record(sim, force=True)
+            recorder.close()
+        if checkpoints is not None and not interrupted:  # Ctrl-C may land inside a step
+            checkpoints(sim, force=True)
     print(_summary(sim, seconds, interrupted))
     print(f"wrote {out / 'metrics.csv'} and {out / 'final_state.npz'}")
     for line in written:
         print(line)
+    if recorder is not None:
+        print(f"recorded {recorder.n_frames} frames to {recorder.path}")
+    if checkpoints is not None and checkpoints.last is not None:
+        print(f"checkpoints in {checkpoints.directory} (last: {checkpoints.last.name})")
+    return 130 if interrupted else 0
+
+
+def cmd_run_ensemble(args) -> int:
+    """``flocksim run SCENARIO --ensemble E``: E members stepped as one batch, headless; metrics
+    per member in one CSV with a ``member`` column."""
+    from .ensemble import EnsembleSimulation
+    from .scenario import load_scenario
+
+    if args.ensemble < 1:
+        print(f"--ensemble: expected an integer >= 1, got {args.ensemble}", file=sys.stderr)
+        return 2
+    if args.resume or args.record or args.checkpoint or args.frames or args.gif or args.video:
+        print("--ensemble: runs headless and writes metrics only; leave out --resume/--record/"
+              "--checkpoint/--frames/--gif/--video", file=sys.stderr)
+        return 2
+    try:
+        scenario = load_scenario(args.scenario, overrides=args.set or None)
+        seeds = None
+        if args.seed is not None:
+            seeds = list(range(args.seed, args.seed + args.ensemble))
+        ens = EnsembleSimulation.from_scenario(scenario, ensemble=args.ensemble, seeds=seeds, device=args.device,
+                                               dtype=args.dtype, backend=args.backend)
+    except ScenarioError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    steps = args.steps if args.steps is not None else scenario.run.steps
+    out = Path(args.out) if args.out else Path("runs") / f"{scenario.name or Path(args.scenario).stem}_ensemble"
+    out.mkdir(parents=True, exist_ok=True)
+    interrupted = False
+    start = time.perf_counter()
+    try:
+        ens.step(steps)
+    except KeyboardInterrupt:
+        interrupted = True
+    seconds = time.perf_counter() - start
+    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = None
+        for e in range(ens.n_members):
+            for row in ens.member_metrics(e).rows:
+                row = {"member": e, "seed": ens.seeds[e], **row}
+                if writer is None:
+                    writer = csv.DictWriter(fh, fieldnames=list(row))
+                    writer.writeheader()
+                writer.writerow(row)
+    pos = ens.pos.cpu().numpy()
+    np.savez(out / "final_state.npz", pos=pos, vel=ens.vel.cpu().numpy(), seeds=np.asarray(ens.seeds))
+    n = pos.shape[1]
+    rate = ens.n_members * n * ens.step_count / seconds if seconds > 0 else math.inf
+    head = "interrupted" if interrupted else "done"
+    print(f"{scenario.name or 'scenario'}: ensemble of {ens.n_members} x {n} agents {head} after {ens.step_count} "
+          f"steps in {seconds:.2f} s ({rate:,.0f} agent-steps/s) on {ens.device}, backend {ens.backend}")
+    print(f"wrote {out / 'metrics.csv'} and {out / 'final_state.npz'}")
     return 130 if interrupted else 0
 
 
@@ -176,13 +288,35 @@ def cmd_validate(args) -> int:
     bad = 0
     for path in args.scenarios:
         try:
-            load_scenario(path)
+            load_scenario(path, overrides=args.set or None)
         except ScenarioError as exc:
             bad += 1
             print(exc, file=sys.stderr)
         else:
             print(f"{path}: ok")
     return 1 if bad else 0
+
+
+def cmd_replay(args) -> int:
+    from .recording import read_recording
+
+    try:
+        rec = read_recording(args.recording)
+    except ScenarioError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    span = f"steps {rec.steps[0]}..{rec.steps[-1]}" if rec.n_frames else "no frames"
+    columns = [c for c in rec.metrics if c not in ("step", "time")]
+    print(f"{rec.path}: {rec.n_frames} frames ({span}), up to {int(rec.n_agents.max(initial=0))} agents in "
+          f"{rec.dim}D, groups {', '.join(rec.group_names)}; metrics: {', '.join(columns) or 'none'}")
+    if args.info:
+        return 0
+    try:
+        from render.replay import run_replay  # noqa: PLC0415  (optional front end)
+    except ImportError as exc:
+        print(f"no replay window: {exc}", file=sys.stderr)
+        return 1
+    return run_replay(rec, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Run a scenario: in a pygame window when a display is available "
                                      "(until closed, or --steps N), else headless (--steps N, default "
                                      "the scenario's run.steps).")
-    run.add_argument("scenario", help="a scenario YAML file")
+    run.add_argument("scenario", nargs="?", default=None, help="a scenario YAML file (left out with --resume)")
     run.add_argument("--headless", action="store_true", help="no window: write metrics and the final state")
     run.add_argument("--steps", type=int, default=None,
                      help="steps to run (headless default: the scenario's run.steps; a window without "
@@ -204,7 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--backend", default=None, choices=["auto", "dense", "grid", "fused", "triton"])
     run.add_argument("--quiet", action="store_true", help="no progress bar")
-    pics = run.add_argument_group("pictures and window (--frames/--gif/--video draw off-screen: the run is headless)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                     help="override a scenario value (repeatable), validated like the file")
+    run.add_argument("--ensemble", type=int, default=None, metavar="E",
+                     help="step E copies with seeds seed..seed+E-1 together as one batch (headless)")
+    keep = run.add_argument_group("recording and checkpoints (they make the run headless)")
+    keep.add_argument("--record", default=None, metavar="FILE.h5",
+                      help="record positions, velocities and metrics to an H5MD file, flushed every frame")
+    keep.add_argument("--record-every", type=int, default=None, metavar="K",
+                      help="steps between recorded frames (default 1)")
+    keep.add_argument("--checkpoint", default=None, metavar="DIR", help="save DIR/ckpt_<step>/ as the run goes")
+    keep.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                      help="steps between checkpoints (default: a tenth of the run)")
+    keep.add_argument("--checkpoint-keep", type=int, default=None, metavar="N",
+                      help="keep only the newest N checkpoints")
+    keep.add_argument("--resume", default=None, metavar="DIR/ckpt_<step>",
+                      help="continue a run from a checkpoint (or the newest in DIR); --steps is the whole run's length")
+    pics = run.add_argument_group("pictures (drawn off-screen; they make the run headless)")
     pics.add_argument("--frames", default=None, metavar="DIR", help="write PNG frames DIR/frame_00000.png, ...")
     pics.add_argument("--every", type=int, default=1, metavar="K",
                       help="draw a frame every K steps (and the first and last state); default 1")
@@ -221,7 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check scenario files; print every problem")
     val.add_argument("scenarios", nargs="+")
+    val.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                     help="override a scenario value (repeatable)")
     val.set_defaults(func=cmd_validate)
+
+    rep = sub.add_parser("replay", help="play back a recording made with run --record")
+    rep.add_argument("recording", help="an .h5 file written by flocksim run --record")
+    rep.add_argument("--info", action="store_true", help="print what the file holds and exit")
+    rep.add_argument("--gif", default=None, help="write the replay as an animated GIF instead of a window")
+    rep.add_argument("--frames", default=None, help="write the replay as PNG frames into this folder")
+    rep.add_argument("--size", default=None, help="picture size WxH in pixels")
+    rep.add_argument("--fps", type=float, default=None, help="frames per second")
+    rep.set_defaults(func=cmd_replay)
 
     from .bench import add_bench_parser
 

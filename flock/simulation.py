@@ -84,7 +84,7 @@ class Simulation:
 
     @classmethod
     def from_scenario(cls, scenario_or_path: Scenario | str | Path, device="auto", dtype=None, backend=None,
-                      seed=None, **kwargs) -> "Simulation":
+                      seed=None, ensemble: int | None = None, seeds=None, **kwargs):
         """Build a simulation from a ``Scenario`` or a YAML path.
 
         Args:
@@ -92,7 +92,14 @@ class Simulation:
             dtype: None (the scenario's, float32 by default), 'float64' or a torch dtype.
             backend: None (the scenario's run.backend), 'auto', 'dense', 'grid' or 'fused'.
             seed: None (the scenario's run.seed) or an int.
+            ensemble, seeds: with either, an ``EnsembleSimulation`` of that many members (or
+                those seeds) stepped together as one batch.
         """
+        if ensemble is not None or seeds is not None:
+            from .ensemble import EnsembleSimulation
+
+            return EnsembleSimulation.from_scenario(scenario_or_path, ensemble=ensemble, seeds=seeds,
+                                                    device=device, dtype=dtype, backend=backend, **kwargs)
         if isinstance(scenario_or_path, Scenario):
             scenario = scenario_or_path.model_copy(deep=True)
         else:

@@ -76,3 +76,35 @@ def test_python_dash_m_flock_is_the_same_command(tmp_path):
 def test_bad_device_is_a_clear_error(argv, capsys):
     assert cli.main(argv) == 2
     assert "device: expected 'auto', 'cpu' or 'cuda[:N]', got 'tpu'" in capsys.readouterr().err
+
+
+def test_set_overrides_on_run_and_validate(tmp_path, capsys):
+    rc = cli.main(["run", "scenarios/boids_torus.yaml", "--headless", "--steps", "2", "--out", str(tmp_path),
+                   "--quiet", "--set", "agents.count=50", "--set", "rules.separation.weight=3"])
+    assert rc == 0
+    assert "of 50 agents" in capsys.readouterr().out
+    assert cli.main(["validate", "scenarios/boids_torus.yaml", "--set", "rules.separation.weight=-3"]) == 1
+    err = capsys.readouterr().err
+    assert "(with --set rules.separation.weight=-3): rules.separation.weight: expected a number >= 0, got -3" in err
+
+
+def test_ensemble_run_writes_per_member_metrics(tmp_path, capsys):
+    rc = cli.main(["run", "scenarios/boids_torus.yaml", "--ensemble", "3", "--steps", "4", "--out", str(tmp_path),
+                   "--set", "agents.count=40", "--device", "cpu"])
+    assert rc == 0
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").read_text().splitlines()))
+    assert sorted({r["member"] for r in rows}) == ["0", "1", "2"]
+    assert np.load(tmp_path / "final_state.npz")["pos"].shape == (3, 40, 2)
+    assert "ensemble of 3 x 40 agents done after 4 steps" in capsys.readouterr().out
+
+
+def test_record_then_replay_to_a_gif(tmp_path, capsys):
+    h5 = tmp_path / "run.h5"
+    assert cli.main(["run", "scenarios/boids_seed.yaml", "--headless", "--steps", "6", "--record", str(h5),
+                     "--record-every", "2", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    gif = tmp_path / "replay.gif"
+    assert cli.main(["replay", str(h5), "--gif", str(gif), "--size", "200x100"]) == 0
+    from PIL import Image
+
+    with Image.open(gif) as im:
+        assert im.n_frames == 4 and im.size == (200, 100)
