@@ -12,11 +12,19 @@ Boundaries:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
 BOUNDARIES = ("wrap", "soft", "reflect", "open")
+
+
+@functools.lru_cache(maxsize=256)
+def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A cached small constant tensor: made once per device, so a step does no host-to-device copy
+    (which CUDA-graph capture forbids). Callers never modify it in place."""
+    return torch.tensor(values, device=device, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -49,12 +57,12 @@ class World:
 
     def size_tensor(self, like: torch.Tensor) -> torch.Tensor:
         """[D] box lengths on ``like``'s device and dtype."""
-        return torch.as_tensor(self.size, device=like.device, dtype=like.dtype)
+        return _constant(tuple(float(v) for v in self.size), like.device, like.dtype)
 
     def origin_tensor(self, like: torch.Tensor) -> torch.Tensor:
         """[D] lower corner on ``like``'s device and dtype."""
         origin = self.origin if self.origin is not None else (0.0,) * self.dim
-        return torch.as_tensor(origin, device=like.device, dtype=like.dtype)
+        return _constant(tuple(float(v) for v in origin), like.device, like.dtype)
 
     def period(self, like: torch.Tensor) -> torch.Tensor | None:
         """[D] period for minimum-image offsets, or None when not periodic."""

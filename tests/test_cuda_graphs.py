@@ -160,8 +160,6 @@ def test_cuda_graph_matches_eager(path, n):
 
 
 @cuda
-@pytest.mark.xfail(strict=False, reason="capture needs reduce_dense's self-pair mask and World's tensors "
-                                        "sync-free (see flock/cuda_graphs.py)")
 def test_cuda_capture_succeeds_for_circles_dense():
     sim = _sim("scenarios/bench_circles3d.yaml", 1000, device="cuda", backend="dense")
     stepper = GraphedStepper(sim, steps_per_graph=5)

@@ -79,9 +79,11 @@ def reduce_dense(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         if exclude and query_index is not None:
             rows_idx = torch.arange(stop - start, device=pos.device)
             cols = query_index[start:stop]
+            # no boolean indexing: it would sync with the host and break CUDA-graph capture
             valid = (cols >= 0) & (cols < n_agents)
+            cols = cols.clamp(0, n_agents - 1)
             for k in exclude:
-                w[k, rows_idx[valid], cols[valid]] = 0
+                w[k, rows_idx, cols] = torch.where(valid, torch.zeros_like(w[k, rows_idx, cols]), w[k, rows_idx, cols])
         wsum = w.sum(-1)                                            # [K, m]
         if period is None:
             spos = w @ pos                                          # [K, m, D]
