@@ -74,6 +74,10 @@ def graph_blockers(sim) -> list[str]:
                        f"graphs hold only {', '.join(CAPTURABLE_BACKENDS)}")
     if getattr(sim, "point_forces", None):
         reasons.append("point forces copy their centres to the device every step")
+    scenario = sim.scenario
+    for key in ("species", "obstacles", "attractors"):
+        if getattr(scenario, key, None):
+            reasons.append(f"{key} build small tensors from Python lists every step")
     return reasons
 
 

@@ -277,4 +277,8 @@ def make_dynamics(scenario):
         return MeanShiftDynamics(scenario)
     if scenario.rules.formulation == "circles":
         return CirclesDynamics(scenario)
+    if scenario.species is not None or scenario.interactions is not None:
+        from .species import GroupDynamics
+
+        return GroupDynamics(scenario)
     return BoidDynamics(scenario)

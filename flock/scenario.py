@@ -6,8 +6,15 @@ start, which rules move them, and how the run goes. Every problem is a
 unknown keys suggest the closest known key. Nothing runs on a half-valid file.
 
     world:   dims, size, origin, boundary (wrap | soft | reflect | open), wall_force
-    agents:  count, position / velocity initialisers, max_speed, min_speed, max_force
-    rules:   formulation seed | reynolds (cohesion/alignment/separation: weight, radius)
+    agents:  name (group 0, "flock"), count, position / velocity initialisers, max_speed, min_speed, max_force
+    species: more groups 1.. (name, count, initialisers, limits, optional own rules)
+    interactions: flock_across_groups, flee [{prey, predator, radius, weight}],
+             chase [{predator, prey, radius, weight, mode centre | nearest}]
+    obstacles: [{kind circle | sphere: center, radius} | {kind segment (2D): a, b}
+             | {kind plane (3D): point, normal}]
+    attractors: [{position | path + speed, strength (< 0 repels), radius}]
+    rules:   formulation seed | reynolds (cohesion/alignment/separation: weight, radius;
+             wander; avoidance: weight, lookahead)
              or meanshift (kernel, bandwidth, radius, truncate, tol, max_iter)
              or circles (radius, repulse: FLAME GPU 2's circles benchmark)
     run:     steps, dt, seed, device, dtype, backend
@@ -107,8 +114,9 @@ VelocityInit = Annotated[Union[ZeroInit, UniformInit, NormalInit, RandomDirectio
 
 
 class AgentsSpec(_Model):
-    """How many agents, where they start, how fast they may go."""
+    """How many agents, where they start, how fast they may go; ``name`` names group 0 ("flock")."""
 
+    name: str | None = None
     count: Annotated[int, Field(ge=0)] | None = None
     position: PositionInit = Field(default_factory=lambda: UniformInit(kind="uniform"))
     velocity: VelocityInit = Field(default_factory=lambda: ZeroInit(kind="zero"))
@@ -118,6 +126,14 @@ class AgentsSpec(_Model):
 
 
 # ---------------------------------------------------------------- rules
+
+
+class AvoidanceSpec(_Model):
+    """Obstacle look-ahead: agents look ``lookahead`` world units along their velocity and steer
+    laterally away from an obstacle the path would hit (Reynolds steering, times ``weight``)."""
+
+    weight: NonNegFloat = 1.0
+    lookahead: PositiveFloat = 10.0
 
 
 class RuleSpec(_Model):
@@ -142,6 +158,8 @@ class BoidRules(_Model):
     cohesion: RuleSpec
     alignment: RuleSpec
     separation: RuleSpec
+    wander: NonNegFloat | None = None
+    avoidance: AvoidanceSpec | None = None
 
 
 class MeanShiftRules(_Model):
@@ -172,6 +190,83 @@ class CirclesRules(_Model):
 
 Rules = Annotated[Union[BoidRules, MeanShiftRules, CirclesRules], Field(discriminator="formulation")]
 CONSTANT_SPEED_FORMULATIONS = ("mesa", "netlogo")
+
+
+# ---------------------------------------------------------------- species, interactions, world features
+
+
+class SpeciesSpec(AgentsSpec):
+    """One more group (species) of agents, after the base ``agents`` group 0. Limits left out are
+    the base group's; ``rules`` (same formulation as the top-level rules) defaults to those."""
+
+    name: str
+    rules: BoidRules | None = None
+
+
+class FleeSpec(_Model):
+    """Prey steer away from the predators they see within ``radius``."""
+
+    prey: str
+    predator: str
+    radius: PositiveFloat
+    weight: NonNegFloat = 1.0
+
+
+class ChaseSpec(_Model):
+    """Predators steer toward the centre of (or the nearest of) the prey they see within ``radius``."""
+
+    predator: str
+    prey: str
+    radius: PositiveFloat
+    weight: NonNegFloat = 1.0
+    mode: Literal["centre", "nearest"] = "centre"
+
+
+class InteractionsSpec(_Model):
+    """Between groups: cohesion/alignment only within a group unless ``flock_across_groups``;
+    separation always from everyone."""
+
+    flock_across_groups: bool = False
+    flee: list[FleeSpec] = Field(default_factory=list)
+    chase: list[ChaseSpec] = Field(default_factory=list)
+
+
+class SphereObstacle(_Model):
+    """A solid circle (2D) or sphere (3D)."""
+
+    kind: Literal["circle", "sphere"]
+    center: list[float]
+    radius: PositiveFloat
+
+
+class SegmentObstacle(_Model):
+    """A thin 2D wall from ``a`` to ``b`` that agents may not cross."""
+
+    kind: Literal["segment"]
+    a: list[float]
+    b: list[float]
+
+
+class PlaneObstacle(_Model):
+    """A 3D wall: the half-space behind ``normal`` (dot(x - point, normal) < 0) is solid."""
+
+    kind: Literal["plane"]
+    point: list[float]
+    normal: list[float]
+
+
+Obstacle = Annotated[Union[SphereObstacle, SegmentObstacle, PlaneObstacle], Field(discriminator="kind")]
+
+
+class AttractorSpec(_Model):
+    """A point force (``flock.forces.PointForce``): fixed at ``position``, or moving at ``speed``
+    along the closed polyline ``path``; ``strength`` < 0 repels; only within ``radius`` if given."""
+
+    position: list[float] | None = None
+    path: list[list[float]] | None = None
+    speed: NonNegFloat = 1.0
+    strength: float
+    radius: PositiveFloat | None = None
 
 
 # ---------------------------------------------------------------- run, metrics, render
@@ -214,6 +309,10 @@ class Scenario(_Model):
     world: WorldSpec
     agents: AgentsSpec
     rules: Rules
+    species: list[SpeciesSpec] | None = None
+    interactions: InteractionsSpec | None = None
+    obstacles: list[Obstacle] | None = None
+    attractors: list[AttractorSpec] | None = None
     run: RunSpec = Field(default_factory=RunSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     render: RenderSpec = Field(default_factory=RenderSpec)
@@ -348,15 +447,11 @@ def _check_vector(problems, path: str, value, dim: int):
         problems.append((path, f"expected {dim} numbers (world.dims = {dim}), got {_describe(value)}"))
 
 
-def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
-    """Cross-key problems pydantic cannot see: lengths against dims, counts, files."""
-    problems: list[tuple[str, str]] = []
+def _check_agents(problems, sc: Scenario, agents: AgentsSpec, prefix: str, base_dir: Path) -> None:
     dim = sc.world.dims
-    _check_vector(problems, "world.size", sc.world.size, dim)
-    _check_vector(problems, "world.origin", sc.world.origin, dim)
     for which in ("position", "velocity"):
-        init = getattr(sc.agents, which)
-        where = f"agents.{which}"
+        init = getattr(agents, which)
+        where = f"{prefix}.{which}"
         if isinstance(init, UniformInit):
             _check_vector(problems, f"{where}.low", init.low, dim)
             _check_vector(problems, f"{where}.high", init.high, dim)
@@ -377,18 +472,113 @@ def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
             _check_vector(problems, f"{where}.center_high", init.center_high, dim)
             n_blobs = len(init.centers) if init.centers is not None else (init.n_blobs or 0)
             total = n_blobs * init.per_blob
-            if sc.agents.count is not None and sc.agents.count != total:
-                problems.append(("agents.count", f"expected {total} (n_blobs x per_blob), got {sc.agents.count}"))
+            if agents.count is not None and agents.count != total:
+                problems.append((f"{prefix}.count", f"expected {total} (n_blobs x per_blob), got {agents.count}"))
         elif isinstance(init, FileInit):
             path = base_dir / init.path
             if path.suffix not in (".npy", ".csv"):
                 problems.append((f"{where}.path", f"expected a .npy or .csv file, got {_describe(init.path)}"))
             elif not path.is_file():
                 problems.append((f"{where}.path", f"file not found: {path}"))
-    if isinstance(sc.agents.position, (UniformInit,)) and sc.agents.count is None:
-        problems.append(("agents.count", "required key is missing (a uniform placement needs a count)"))
-    if sc.agents.max_speed is not None and sc.agents.min_speed > sc.agents.max_speed:
-        problems.append(("agents.min_speed", f"expected at most max_speed ({sc.agents.max_speed}), got {sc.agents.min_speed}"))
+    if isinstance(agents.position, (UniformInit,)) and agents.count is None:
+        problems.append((f"{prefix}.count", "required key is missing (a uniform placement needs a count)"))
+    max_speed = agents.max_speed if agents.max_speed is not None else sc.agents.max_speed
+    if max_speed is not None and agents.min_speed > max_speed:
+        problems.append((f"{prefix}.min_speed", f"expected at most max_speed ({max_speed}), got {agents.min_speed}"))
+
+
+def _check_world_features(sc: Scenario) -> list[tuple[str, str]]:
+    """Species, interactions, obstacles, attractors and wander against the rest of the scenario."""
+    problems: list[tuple[str, str]] = []
+    dim = sc.world.dims
+    extended = [key for key in ("species", "interactions", "obstacles", "attractors")
+                if getattr(sc, key) is not None]
+    if isinstance(sc.rules, BoidRules) and (sc.rules.wander is not None or sc.rules.avoidance is not None):
+        extended.append("rules.wander/avoidance")
+    if not extended:
+        return problems
+    if not isinstance(sc.rules, BoidRules):
+        problems.append((extended[0], f"needs boid rules (seed, reynolds, mesa, netlogo), got the "
+                                      f"{sc.rules.formulation} formulation"))
+        return problems
+    form = sc.rules.formulation
+    names = [sc.agents.name or "flock"] + [sp.name for sp in sc.species or []]
+    if sc.species is not None or sc.interactions is not None:
+        if form not in ("seed", "reynolds"):
+            problems.append(("species" if sc.species is not None else "interactions",
+                             f"groups run with the seed and reynolds formulations, got {form}"))
+        for k, name in enumerate(names):
+            if name in names[:k]:
+                problems.append((f"species[{k - 1}].name", f"expected a name not used yet ({names[:k]}), got {name!r}"))
+        all_rules = [("rules", sc.rules)]
+        for k, sp in enumerate(sc.species or []):
+            if sp.rules is not None:
+                all_rules.append((f"species[{k}].rules", sp.rules))
+                if sp.rules.formulation != form:
+                    problems.append((f"species[{k}].rules.formulation",
+                                     f"expected {form!r} (the top-level formulation), got {sp.rules.formulation!r}"))
+            speed = sp.max_speed if sp.max_speed is not None else sc.agents.max_speed
+            if form == "reynolds" and speed is None:
+                problems.append((f"species[{k}].max_speed", "required key is missing (the reynolds rules need a speed)"))
+        inter = sc.interactions or InteractionsSpec()
+        for kind, items in (("flee", inter.flee), ("chase", inter.chase)):
+            for k, item in enumerate(items):
+                for role in ("prey", "predator"):
+                    if getattr(item, role) not in names:
+                        problems.append((f"interactions.{kind}[{k}].{role}",
+                                         f"expected a group name ({', '.join(names)}), got {getattr(item, role)!r}"))
+        if sc.world.boundary == "wrap" and sc.species:
+            quarter = min(sc.world.size) / 4
+            for where, rules in all_rules:
+                for rule in ("cohesion", "alignment", "separation"):
+                    r = getattr(rules, rule).radius
+                    if r > quarter:
+                        problems.append((f"{where}.{rule}.radius", f"groups in a wrapped world see at most a quarter "
+                                                                   f"of the world: expected <= {quarter:g}, got {r}"))
+            for kind, items in (("flee", inter.flee), ("chase", inter.chase)):
+                for k, item in enumerate(items):
+                    if item.radius > quarter:
+                        problems.append((f"interactions.{kind}[{k}].radius",
+                                         f"expected <= {quarter:g} (a quarter of the wrapped world), got {item.radius}"))
+    for k, ob in enumerate(sc.obstacles or []):
+        where = f"obstacles[{k}]"
+        if isinstance(ob, SphereObstacle):
+            _check_vector(problems, f"{where}.center", ob.center, dim)
+        elif isinstance(ob, SegmentObstacle):
+            if dim != 2:
+                problems.append((f"{where}.kind", "segment walls are 2D; use a plane in 3D"))
+            _check_vector(problems, f"{where}.a", ob.a, dim)
+            _check_vector(problems, f"{where}.b", ob.b, dim)
+            if ob.a == ob.b:
+                problems.append((f"{where}.b", f"expected an end different from a ({ob.a}), got {ob.b}"))
+        else:
+            if dim != 3:
+                problems.append((f"{where}.kind", "plane walls are 3D; use a segment in 2D"))
+            _check_vector(problems, f"{where}.point", ob.point, dim)
+            _check_vector(problems, f"{where}.normal", ob.normal, dim)
+            if not any(ob.normal):
+                problems.append((f"{where}.normal", "expected a non-zero vector, got all zeros"))
+    for k, at in enumerate(sc.attractors or []):
+        where = f"attractors[{k}]"
+        if (at.position is None) == (at.path is None):
+            problems.append((where, "expected exactly one of 'position' or 'path'"))
+        _check_vector(problems, f"{where}.position", at.position, dim)
+        for j, point in enumerate(at.path or []):
+            _check_vector(problems, f"{where}.path[{j}]", point, dim)
+        if at.path is not None and len(at.path) < 2:
+            problems.append((f"{where}.path", f"expected at least 2 points, got {len(at.path)}"))
+    return problems
+
+
+def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
+    """Cross-key problems pydantic cannot see: lengths against dims, counts, files."""
+    problems: list[tuple[str, str]] = []
+    dim = sc.world.dims
+    _check_vector(problems, "world.size", sc.world.size, dim)
+    _check_vector(problems, "world.origin", sc.world.origin, dim)
+    _check_agents(problems, sc, sc.agents, "agents", base_dir)
+    for k, sp in enumerate(sc.species or []):
+        _check_agents(problems, sc, sp, f"species[{k}]", base_dir)
     if isinstance(sc.rules, BoidRules):
         form = sc.rules.formulation
         if form in ("reynolds", "mesa", "netlogo") and sc.agents.max_speed is None:
@@ -407,6 +597,7 @@ def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
         if sc.rules.kernel != "gaussian" and sc.rules.radius is not None and sc.rules.radius != sc.rules.bandwidth:
             problems.append(("rules.radius", f"the {sc.rules.kernel} kernel's support is the bandwidth; "
                                              f"leave radius out or equal to {sc.rules.bandwidth}, got {sc.rules.radius}"))
+    problems.extend(_check_world_features(sc))
     if sc.run.device not in ("auto", "cpu", "cuda") and not sc.run.device.startswith("cuda:"):
         problems.append(("run.device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {_describe(sc.run.device)}"))
     return problems
@@ -465,14 +656,15 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 def _fix_relative_paths(data: dict, base_file: Path, child_dir: Path) -> dict:
     """Rewrite a base file's relative initialiser paths so they stay right from the child's folder."""
-    agents = data.get("agents")
-    if not isinstance(agents, dict):
-        return data
-    for which in ("position", "velocity"):
-        init = agents.get(which)
-        if isinstance(init, dict) and init.get("kind") == "file" and isinstance(init.get("path"), str):
-            target = (base_file.parent / init["path"]).resolve()
-            init["path"] = os.path.relpath(target, child_dir)
+    groups = [data.get("agents")] + (data["species"] if isinstance(data.get("species"), list) else [])
+    for agents in groups:
+        if not isinstance(agents, dict):
+            continue
+        for which in ("position", "velocity"):
+            init = agents.get(which)
+            if isinstance(init, dict) and init.get("kind") == "file" and isinstance(init.get("path"), str):
+                target = (base_file.parent / init["path"]).resolve()
+                init["path"] = os.path.relpath(target, child_dir)
     return data
 
 

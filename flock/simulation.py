@@ -14,7 +14,8 @@ import torch
 
 from .errors import ScenarioError
 from .forces import PointForce, point_force_acceleration
-from .initial import initial_state
+from .obstacles import attractor_forces, avoidance_acceleration, project_out
+from .species import GroupDynamics, agent_limits, group_rules, initial_group_state
 from .kernels import Kernel, max_support
 from .metrics import (MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed,
                       polarization)
@@ -23,6 +24,7 @@ from .rules import make_dynamics
 from .scenario import Scenario, load_scenario
 from .state import FlockState
 from .integrate import integrate
+from .vectors import clip_norm
 from .world import World, apply_boundary
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -80,6 +82,9 @@ class Simulation:
         self.record_metrics = record_metrics
         self.point_forces: list[PointForce] = []
         self.dynamics = make_dynamics(scenario)
+        if isinstance(self.dynamics, GroupDynamics) and type(self).sums is not Simulation.sums:
+            raise ScenarioError(f"{type(self).__name__}: species/interactions need the kernel's group features, "
+                                "which this simulation type does not pass yet; run them as a single Simulation")
         self.reset()
 
     @classmethod
@@ -110,7 +115,8 @@ class Simulation:
 
     def reset(self) -> None:
         """Back to the scenario's initial state, step 0, a fresh generator and an empty metrics log."""
-        self._state, self.info = initial_state(self.scenario, seed=self.seed, device=self.device, dtype=self.dtype)
+        self._state, self.info = initial_group_state(self.scenario, seed=self.seed, device=self.device,
+                                                     dtype=self.dtype)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
         self.step_count = 0
         self.done = False
@@ -118,6 +124,18 @@ class Simulation:
         self.metrics = MetricsLog()
         self._resolve_backend()
         self._record()
+
+    @property
+    def metrics(self) -> MetricsLog:
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, log: MetricsLog) -> None:
+        # the correction counters continue from the log's last row (a resumed checkpoint)
+        last = log.last()
+        self._metrics = log
+        self._nan_corrections = torch.tensor(int(last.get("nan_corrections", 0)), device=self.device)
+        self._obstacle_corrections = torch.tensor(int(last.get("obstacle_corrections", 0)), device=self.device)
 
     @property
     def world(self) -> World:
@@ -185,10 +203,29 @@ class Simulation:
         """The one kernel's sums [K, N, 2D+1] of the current state."""
         kernels = self.kernels() if kernels is None else kernels
         pos = self._state.pos
+        extra = {}
+        if isinstance(self.dynamics, GroupDynamics):
+            extra["features"] = self.dynamics.features(self._state, self.world)
         return reduce_neighbors(pos, self._state.vel, kernels, backend=self.backend,
-                                period=self.world.period(pos))
+                                period=self.world.period(pos), **extra)
+
+    @property
+    def _extended(self) -> bool:
+        """True when groups, obstacles, attractors or wander take part in the boid step."""
+        sc = self.scenario
+        return (isinstance(self.dynamics, GroupDynamics) or bool(sc.obstacles) or bool(sc.attractors)
+                or bool(getattr(sc.rules, "wander", None)))
 
     def _step_once(self) -> None:
+        old = self._state
+        self._move()
+        # NaN guard: an agent whose new state is not finite keeps its previous one (counted, no host sync)
+        new = self._state
+        finite = torch.isfinite(new.pos).all(1, keepdim=True) & torch.isfinite(new.vel).all(1, keepdim=True)
+        self._state = new.replace(pos=torch.where(finite, new.pos, old.pos), vel=torch.where(finite, new.vel, old.vel))
+        self._nan_corrections += (~finite).sum()
+
+    def _move(self) -> None:
         state, world, dt = self._state, self.world, self.scenario.run.dt
         sums = self.sums()
         if self.scenario.is_meanshift:
@@ -204,7 +241,10 @@ class Simulation:
         elif self.dynamics.sets_velocity:
             vel = self.dynamics.velocity(state.pos, state.vel, sums, world.period(state.pos))
             pos, vel = apply_boundary(state.pos + vel * dt, vel, world)
+            pos, vel = self._project(state.pos, pos, vel, world)
             self._state = state.replace(pos=pos, vel=vel)
+        elif self._extended:
+            self._extended_boid_move(state, sums, world, dt)
         else:
             accel = self.dynamics.acceleration(state.pos, state.vel, sums, world)
             if self.point_forces:
@@ -218,6 +258,38 @@ class Simulation:
             rules = self.scenario.rules
             if self.last_shift < rules.tol or self.step_count >= rules.max_iter:
                 self.done = True
+
+    def _project(self, old_pos, pos, vel, world):
+        if not self.scenario.obstacles:
+            return pos, vel
+        pos, vel, count = project_out(self.scenario, old_pos, pos, vel, world.period(pos))
+        self._obstacle_corrections += count
+        return apply_boundary(pos, vel, world)
+
+    def _extended_boid_move(self, state: FlockState, sums: torch.Tensor, world: World, dt: float) -> None:
+        """Seed/reynolds step with groups, obstacles, attractors and wander (per-agent limits)."""
+        sc = self.scenario
+        period = world.period(state.pos)
+        limits = agent_limits(sc, state.group, state.pos)
+        if isinstance(self.dynamics, GroupDynamics):
+            accel = self.dynamics.acceleration(state, sums, world, limits)
+        else:
+            accel = self.dynamics.acceleration(state.pos, state.vel, sums, world)
+        forces = attractor_forces(sc, self.time) + self.point_forces
+        if forces:
+            accel = accel + point_force_acceleration(state.pos, forces, period)
+        if sc.obstacles:
+            accel = accel + avoidance_acceleration(sc, state.pos, state.vel, period, limits)
+        if any(rules.wander for rules in group_rules(sc)):
+            noise = torch.randn(state.pos.shape, generator=self.generator, device=self.device, dtype=self.dtype)
+            accel = accel + limits["wander"] * noise
+        vel = clip_norm(state.vel + accel * dt, limits["max_speed"])
+        norm = torch.linalg.vector_norm(vel, dim=1, keepdim=True)
+        grow = (norm < limits["min_speed"]) & (norm > 0)
+        vel = torch.where(grow, vel * (limits["min_speed"] / torch.where(norm > 0, norm, torch.ones_like(norm))), vel)
+        pos, vel = apply_boundary(state.pos + vel * dt, vel, world)
+        pos, vel = self._project(state.pos, pos, vel, world)
+        self._state = state.replace(pos=pos, vel=vel)
 
     def step(self, n: int = 1) -> "Simulation":
         """Advance ``n`` steps (fewer if a mean shift run converges first). Returns self."""
@@ -234,7 +306,10 @@ class Simulation:
     def measure(self) -> dict[str, float]:
         """The metrics of the current state (see ``flock.metrics``)."""
         state = self._state
-        row = {"step": self.step_count, "time": self.time, "n_agents": state.n_agents}
+        row = {"step": self.step_count, "time": self.time, "n_agents": state.n_agents,
+               "nan_corrections": int(self._nan_corrections)}
+        if self.scenario.obstacles:
+            row["obstacle_corrections"] = int(self._obstacle_corrections)
         if self.scenario.is_meanshift:
             row["n_modes"] = count_modes(state.pos, self.scenario.rules.bandwidth)
             row["shift"] = self.last_shift
