@@ -177,7 +177,10 @@ def cmd_run(args) -> int:
         from .recording import H5Recorder
 
         # resuming into the same file continues it (its frames after the checkpoint are replaced)
-        recorder = H5Recorder(args.record, every=args.record_every or 1, append=args.resume is not None)
+        sc = sim.scenario
+        names = [sc.agents.name or "flock"] + [s.name for s in (getattr(sc, "species", None) or [])]
+        recorder = H5Recorder(args.record, every=args.record_every or 1, append=args.resume is not None,
+                              group_names=names if len(names) > 1 else None)
         recorder.attach(sim)
         hooks.append(recorder)
     if args.checkpoint:
