@@ -1,0 +1,266 @@
+"""``flocksim cluster``: mean shift clustering of a data file from the command line.
+
+    flocksim cluster DATA.{csv,npy} [--bandwidth X|auto] [--kernel K] [--mode M]
+                     [--backend B] [--device D] [--bin-seeding] [--min-bin-freq K]
+                     [--max-iter N] [--no-cluster-all] [--out labels.csv]
+                     [--plot clusters.png]
+
+Reads an [N, D] table of numbers (a CSV file with or without a header row, or a
+.npy array), clusters it with ``flock.MeanShift``, prints the number of clusters
+and their sizes, and optionally writes one label per input row and a scatter
+plot of the first two columns coloured by cluster (needs matplotlib).
+Errors a user can cause (missing or unreadable file, wrong extension,
+non-numeric or non-finite cells, bad options) print one line naming the file
+and the problem and return 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .meanshift import BACKENDS, KERNELS, MODES, MeanShift
+
+
+class DataError(ValueError):
+    """A data file that cannot be clustered; the message names the file and the problem."""
+
+
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def read_csv_points(path: Path) -> tuple[np.ndarray, bool]:
+    """[N, D] float64 points of a comma-separated file, and whether it had a header row.
+
+    The first row is a header when any of its cells is not a number. Blank
+    lines are skipped; every other row must have the header's (or the first
+    row's) number of cells, all numbers and finite.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [(i, row) for i, row in enumerate(csv.reader(fh), start=1)
+                    if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file (could not decode it as UTF-8)") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV: {exc}") from None
+    if not rows:
+        raise DataError(f"{path}: empty file: no rows of numbers")
+    header = any(_number(cell) is None for cell in rows[0][1])
+    data_rows = rows[1:] if header else rows
+    if not data_rows:
+        raise DataError(f"{path}: only a header row, no rows of numbers")
+    width = len(rows[0][1])
+    values = np.empty((len(data_rows), width), dtype=np.float64)
+    for r, (line, row) in enumerate(data_rows):
+        if len(row) != width:
+            raise DataError(f"{path}: line {line}: expected {width} cells like line {rows[0][0]}, "
+                            f"got {len(row)}")
+        for c, cell in enumerate(row):
+            v = _number(cell)
+            if v is None:
+                raise DataError(f"{path}: line {line}, column {c + 1}: expected a number, got {cell!r}")
+            if not math.isfinite(v):
+                raise DataError(f"{path}: line {line}, column {c + 1}: {cell.strip()!r} is not a finite "
+                                "number; drop or impute such rows first")
+            values[r, c] = v
+    return values, header
+
+
+def read_npy_points(path: Path) -> np.ndarray:
+    """[N, D] points of a .npy file (a 1-D array is one column)."""
+    with open(path, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise DataError(f"{path}: not a valid .npy file (no NPY header; save arrays with numpy.save)")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise DataError(f"{path}: cannot read as a numeric .npy array ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a valid .npy file ({exc})") from None
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{path}: expected one array, got {type(arr).__name__}")
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"{path}: expected numbers, got an array of dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise DataError(f"{path}: expected a 2-D array (rows x features), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DataError(f"{path}: empty array of shape {arr.shape}")
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        raise DataError(f"{path}: row {row}, column {col} is {arr[row, col]}; NaN and infinite "
+                        "values are not supported, drop or impute them first")
+    return arr
+
+
+def read_points(path: str | Path) -> tuple[np.ndarray, bool]:
+    """Points [N, D] of a .csv or .npy file, and whether the file had a header row."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".npy"):
+        raise DataError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; expected .csv or .npy")
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a .csv or .npy file")
+    try:
+        if suffix == ".npy":
+            return read_npy_points(path), False
+        return read_csv_points(path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _bandwidth(text: str) -> float | None:
+    if text.strip().lower() == "auto":
+        return None
+    v = _number(text)
+    if v is None or not math.isfinite(v) or v <= 0:
+        raise DataError(f"--bandwidth: expected a number > 0 or 'auto', got {text!r}")
+    return v
+
+
+def write_labels(path: Path, labels: np.ndarray, header: bool) -> None:
+    """One label per line; a ``label`` header line when the input had a header, so lines align."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        if header:
+            fh.write("label\n")
+        fh.write("".join(f"{int(v)}\n" for v in labels))
+
+
+def plot_clusters(path: Path, X: np.ndarray, labels: np.ndarray, centres: np.ndarray, title: str) -> None:
+    """Scatter of X's first two columns coloured by label, centres as black crosses (matplotlib Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def xy(a):
+        return (a[:, 0], a[:, 1]) if a.shape[1] > 1 else (a[:, 0], np.zeros(len(a)))
+
+    fig = Figure(figsize=(8, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    noise = labels < 0
+    if noise.any():
+        ax.scatter(*xy(X[noise]), s=3, c="lightgrey", label="unclustered")
+    ok = ~noise
+    n_colours = 10 if len(centres) <= 10 else 20
+    ax.scatter(*xy(X[ok]), s=3, c=labels[ok] % n_colours, cmap=f"tab{n_colours}", vmin=0,
+               vmax=n_colours - 1)
+    ax.scatter(*xy(centres), s=120, marker="x", c="black", linewidths=2.5, label="centres")
+    ax.set_title(title)
+    ax.set_xlabel("column 1")
+    ax.set_ylabel("column 2" if X.shape[1] > 1 else "")
+    ax.legend(loc="best", fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+def add_cluster_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``cluster`` subcommand to an argparse ``subparsers`` object; returns its parser."""
+    p = subparsers.add_parser(
+        "cluster", help="mean shift clustering of a .csv or .npy file",
+        description="Cluster the rows of a .csv (header row optional) or .npy file with mean shift; "
+                    "print the clusters and their sizes, optionally write the labels and a plot.")
+    p.add_argument("data", help="a .csv or .npy file of numbers, one point per row")
+    p.add_argument("--bandwidth", default="auto", metavar="X|auto",
+                   help="kernel bandwidth in data units, or 'auto' to estimate it (default auto; "
+                        "quadratic time in the number of points)")
+    p.add_argument("--kernel", default="flat", choices=KERNELS, help="default flat (scikit-learn's)")
+    p.add_argument("--mode", default="standard", choices=MODES,
+                   help="standard: seeds climb over the data (scikit-learn); blurring: the data itself "
+                        "moves (the fastai lessons); default standard")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="neighbor backend (default auto)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
+    p.add_argument("--bin-seeding", action="store_true",
+                   help="seed from bandwidth-sized bins instead of every point (faster)")
+    p.add_argument("--min-bin-freq", type=int, default=1,
+                   help="with --bin-seeding, fewest points for a bin to seed (default 1)")
+    p.add_argument("--max-iter", type=int, default=300, help="iterations per seed (default 300)")
+    p.add_argument("--no-cluster-all", action="store_true",
+                   help="label points farther than the bandwidth from every centre -1")
+    p.add_argument("--out", default=None, metavar="labels.csv",
+                   help="write one label per input row (after a 'label' header if the input had one)")
+    p.add_argument("--plot", default=None, metavar="clusters.png",
+                   help="scatter plot of the first two columns coloured by cluster (needs matplotlib)")
+    p.set_defaults(func=run_cluster)
+    return p
+
+
+def run_cluster(args) -> int:
+    """Run ``flocksim cluster`` with parsed ``args``; returns the exit status (0 ok, 2 bad input)."""
+    def fail(message: str) -> int:
+        print(f"flocksim cluster: {message}", file=sys.stderr)
+        return 2
+
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return fail("--plot needs matplotlib, which is not installed: pip install matplotlib")
+    try:
+        bandwidth = _bandwidth(str(args.bandwidth))
+        X, header = read_points(args.data)
+    except DataError as exc:
+        return fail(str(exc))
+    model = MeanShift(bandwidth=bandwidth, kernel=args.kernel, mode=args.mode, backend=args.backend,
+                      device=args.device, bin_seeding=args.bin_seeding, min_bin_freq=args.min_bin_freq,
+                      max_iter=args.max_iter,
+                      cluster_all=not args.no_cluster_all)
+    start = time.perf_counter()
+    try:
+        model.fit(X)
+    except ValueError as exc:
+        return fail(f"{args.data}: {exc}")
+    seconds = time.perf_counter() - start
+    labels = np.asarray(model.labels_)
+    n_clusters = len(model.cluster_centers_)
+    sizes = np.bincount(labels[labels >= 0], minlength=n_clusters)
+    how = "estimated" if bandwidth is None else "given"
+    print(f"{args.data}: {X.shape[0]} points, {X.shape[1]} features; bandwidth {model.bandwidth_:.6g} "
+          f"({how}), kernel {args.kernel}, mode {args.mode}, backend {model.backend_}; "
+          f"{seconds:.2f} s, {model.n_iter_} iterations")
+    print(f"{n_clusters} cluster{'s' if n_clusters != 1 else ''}; sizes: "
+          + ", ".join(str(int(s)) for s in sizes))
+    unclustered = int((labels < 0).sum())
+    if unclustered:
+        print(f"{unclustered} points unclustered (label -1)")
+    try:
+        if args.out:
+            write_labels(Path(args.out), labels, header)
+            print(f"wrote {args.out}")
+        if args.plot:
+            title = f"{Path(args.data).name}: {n_clusters} clusters (mean shift, {args.kernel}, " \
+                    f"bandwidth {model.bandwidth_:.3g})"
+            plot_clusters(Path(args.plot), X, labels, np.asarray(model.cluster_centers_), title)
+            print(f"wrote {args.plot}")
+    except OSError as exc:
+        return fail(f"cannot write output: {exc}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flock.cluster_cli DATA ...`` without the ``flocksim`` wrapper."""
+    parser = argparse.ArgumentParser(prog="flocksim")
+    add_cluster_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["cluster", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

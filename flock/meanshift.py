@@ -1,0 +1,769 @@
+"""Mean shift clustering as a scikit-learn estimator, vectorised over seeds.
+
+Mean shift moves points uphill on a kernel density estimate of the data: each
+point goes to the kernel-weighted mean of the data around it, until it stops
+moving. The modes it stops at are the cluster centres.
+
+``MeanShift`` follows ``sklearn.cluster.MeanShift`` (same parameters, attributes
+and post-processing; ``mode="standard"``, ``kernel="flat"`` reproduce its
+clustering), but where scikit-learn climbs seed by seed with a ball tree, here
+every seed moves at once: one call of the one neighbor kernel
+(``flock.neighbors.reduce_neighbors``, queries = the seeds) per iteration,
+converged seeds frozen, seeds that sit on exactly the same point computed once.
+
+    symbol               variable
+    x_j                  X (the data) / points (blurring)
+    y_i                  the seeds' positions (``pos``)
+    w(|y_i - x_j|)       ``Kernel`` of kind ``kernel`` and bandwidth h
+    S_i = sum_j w        the seed's weight sum ("intensity")
+    m(y_i)               sum_j w x_j / S_i, the next position
+
+Two modes:
+
+- ``standard`` (scikit-learn): seeds (every point, bins, or given ones) climb
+  over the fixed data. A seed stops once it moves at most ``tol * bandwidth``
+  (scikit-learn's ``stop_thresh = 1e-3 * bandwidth``) or after ``max_iter``
+  iterations; a seed with no point within the kernel's support is dropped.
+- ``blurring`` (the fastai lessons): the data itself moves, every point to the
+  weighted mean of the current points; the points collapse onto the modes. It
+  stops when no point moves more than ``tol * bandwidth``, or when no point's
+  move differs from its previous move by more than that: the clusters have
+  collapsed and only drift as rigid bodies, the phase in which Gaussian blurring
+  mean shift would go on to merge them all (Carreira-Perpinan 2006 stops there
+  too, by the entropy of the moves).
+
+Then, as scikit-learn: centres sorted by intensity (for the flat kernel, the
+number of points within the bandwidth), near-duplicates within ``bandwidth``
+of a more intense centre removed, and each point labelled with its nearest
+centre (its final position's nearest centre in blurring mode); with
+``cluster_all=False`` points farther than ``bandwidth`` from every centre get -1.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+
+from .kernels import Kernel
+from .neighbors import reduce_neighbors
+from .neighbors.dense import DEFAULT_MEMORY_BUDGET
+from .neighbors.fused import fused_mean_shift_step, reduce_fused
+
+KERNELS = ("flat", "gaussian", "triangular")
+MODES = ("standard", "blurring")
+BACKENDS = ("auto", "dense", "grid", "fused")
+
+# The Gaussian is cut at this many bandwidths where a finite support is needed
+# (the grid backend, or spatial batching); exp(-4.5) = 1.1% of the peak weight.
+GAUSSIAN_TRUNCATE = 3.0
+
+# Spatial batching (dense backend, finite support): queries sorted along a
+# Z-order curve of support-sized cells, cut into batches of _BATCH_ROWS (fewer,
+# m // 16 but at least 16, when there are few queries, e.g. bin seeds), each
+# reduced over only the data inside its bounding box grown by the support. At
+# or below _BATCH_MIN_PAIRS query-data pairs one plain call is cheaper. Chosen on
+# the lesson's blobs at 20,000 points (one iteration over every seed, 2 cores):
+# batches of 128 take ~1.3 s where 512 take ~2-7 s and the unbatched call ~9 s.
+_BATCH_ROWS = 128
+_BATCH_MIN_PAIRS = 1 << 18
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator method needs ``fit`` first (as ``sklearn.exceptions.NotFittedError``)."""
+
+
+# --------------------------------------------------------------------- inputs
+
+def _closest(value, options) -> str:
+    match = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _check_choice(name: str, value, options) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"MeanShift: {name}: expected one of {', '.join(map(repr, options))}, "
+                         f"got {value!r}{_closest(value, options)}")
+    return value
+
+
+def _resolve_device(device, data) -> torch.device:
+    if device is None:
+        return data.device if isinstance(data, torch.Tensor) else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"MeanShift: device: expected a torch device such as 'cpu' or 'cuda', "
+                         f"got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"MeanShift: device: {device!r} requested but CUDA is not available; "
+                         "use device='cpu'")
+    return dev
+
+
+def _as_points(X, name: str, device=None) -> tuple[torch.Tensor, dict]:
+    """``X`` as a finite float [N, D] tensor on ``device``, plus how to hand results back.
+
+    Numpy arrays and lists come back as numpy (lists as float64, like
+    scikit-learn), tensors as tensors on their own device; float32 and float64
+    are kept, other numeric types become float64 (half precision float32).
+    """
+    if isinstance(X, torch.Tensor):
+        back = {"kind": "torch", "device": X.device}
+        t = X.detach()
+        if t.is_complex():
+            raise ValueError(f"{name}: expected real numbers, got a {t.dtype} tensor")
+        if t.dtype in (torch.float16, torch.bfloat16):
+            t = t.to(torch.float32)
+        elif t.dtype not in (torch.float32, torch.float64):
+            t = t.to(torch.float64)
+    else:
+        back = {"kind": "numpy"}
+        try:
+            a = np.asarray(X)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{name}: could not make a 2-D numeric array: {exc}") from None
+        if a.dtype.kind in "OUSV":
+            try:
+                a = a.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{name}: expected numbers, got non-numeric values ({exc})") from None
+        if a.dtype.kind == "c":
+            raise ValueError(f"{name}: expected real numbers, got complex values (dtype {a.dtype})")
+        if a.dtype == np.float16:
+            a = a.astype(np.float32)
+        elif a.dtype not in (np.float32, np.float64):
+            a = a.astype(np.float64)
+        t = torch.from_numpy(np.ascontiguousarray(a))
+    if t.ndim != 2:
+        shape = tuple(t.shape)
+        hint = (" (use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample)"
+                if t.ndim == 1 else "")
+        raise ValueError(f"{name}: expected a 2-D array of shape (n_samples, n_features), "
+                         f"got a {t.ndim}-D array of shape {shape}{hint}")
+    if t.shape[0] < 1:
+        raise ValueError(f"{name}: found 0 samples (shape {tuple(t.shape)}); at least 1 is required")
+    if t.shape[1] < 1:
+        raise ValueError(f"{name}: found 0 features (shape {tuple(t.shape)}); at least 1 is required")
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        row, col = (int(v) for v in bad.nonzero()[0])
+        value = float(t[row, col])
+        what = "NaN" if math.isnan(value) else "infinity"
+        raise ValueError(f"{name} contains {what} (first at row {row}, column {col}: {value}); "
+                         "drop or impute non-finite values first")
+    dev = torch.device("cpu") if device is None else device
+    back["dtype"] = t.dtype
+    return t.to(dev).contiguous(), back
+
+
+def _hand_back(t: torch.Tensor, back: dict):
+    """A result tensor as the caller's kind: numpy, or a tensor on the input's device."""
+    if back["kind"] == "torch":
+        return t.to(back["device"])
+    return t.cpu().numpy()
+
+
+def _check_positive(name: str, value, *, integer=False, allow_zero=False, allow_none=False):
+    if value is None and allow_none:
+        return None
+    kind = Integral if integer else Real
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok:
+        ok = math.isfinite(float(value)) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        what = "an integer" if integer else "a finite number"
+        bound = ">= 0" if allow_zero else "> 0"
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"MeanShift: {name}: expected {what} {bound}{extra}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+# ------------------------------------------------------------------ bandwidth
+
+def estimate_bandwidth(X, quantile: float = 0.3, n_samples: int | None = None,
+                       random_state=0, *, device=None) -> float:
+    """Bandwidth for mean shift from the data, as ``sklearn.cluster.estimate_bandwidth``.
+
+    The mean over points of the distance to their k-th nearest neighbour (the
+    point itself counted as the first), k = max(1, int(n * quantile)); computed
+    in row chunks with torch, O(n^2) time, O(n) memory.
+
+    Args:
+        X: [N, D] array-like of points (numpy, torch or nested lists).
+        quantile: in [0, 1]; 0.5 uses the median distance to the other points.
+        n_samples: use this many points drawn without replacement (numpy
+            ``RandomState(random_state).permutation``, as scikit-learn), or all.
+        random_state: int, None or ``numpy.random.RandomState`` for the subsample.
+        device: where to compute (default: X's device, or cpu).
+
+    Returns:
+        The bandwidth, a float (0 when every point has k - 1 duplicates).
+    """
+    if not (isinstance(quantile, Real) and not isinstance(quantile, bool) and 0 <= quantile <= 1):
+        raise ValueError(f"estimate_bandwidth: quantile: expected a number in [0, 1], got {quantile!r}")
+    if n_samples is not None and not (isinstance(n_samples, Integral) and not isinstance(n_samples, bool)
+                                      and n_samples >= 1):
+        raise ValueError(f"estimate_bandwidth: n_samples: expected an integer >= 1 or None, "
+                         f"got {n_samples!r}")
+    dev = _resolve_device(device, X)
+    x, _ = _as_points(X, "X", dev)
+    if n_samples is not None:
+        rng = random_state if isinstance(random_state, np.random.RandomState) \
+            else np.random.RandomState(random_state)
+        idx = rng.permutation(x.shape[0])[:n_samples]
+        x = x[torch.as_tensor(idx, device=dev)]
+    return _bandwidth_of(x, quantile)
+
+
+def _bandwidth_of(x: torch.Tensor, quantile: float) -> float:
+    n = x.shape[0]
+    k = max(1, int(n * quantile))
+    rows = max(1, int((64 * 2**20) // (max(n, 1) * x.element_size() * 3)))
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for start in range(0, n, rows):
+        d = torch.cdist(x[start:start + rows], x, compute_mode="donot_use_mm_for_euclid_dist")
+        total += torch.kthvalue(d, k, dim=1).values.to(torch.float64).sum()
+    return float(total) / n
+
+
+# ------------------------------------------------------------------ backends
+
+def _kernel_for(kind: str, bandwidth: float, backend: str) -> Kernel:
+    """The ``Kernel`` of ``kind`` at ``bandwidth`` for ``backend`` (Gaussian cut at 3 h off fused/dense)."""
+    if kind == "flat":
+        return Kernel("flat", radius=bandwidth, exclude_self=False)
+    if kind == "triangular":
+        return Kernel("triangular", radius=bandwidth, exclude_self=False)
+    radius = None if backend in ("fused", "dense") else GAUSSIAN_TRUNCATE * bandwidth
+    return Kernel("gaussian", bandwidth=bandwidth, radius=radius, exclude_self=False)
+
+
+def choose_meanshift_backend(kernel: str, n_points: int, bandwidth: float, extent: float,
+                             device: torch.device | str) -> str:
+    """The backend ``backend="auto"`` resolves to; it never changes the kernel.
+
+    Args:
+        kernel: "flat", "triangular" or "gaussian".
+        n_points: number of data points N.
+        bandwidth: kernel bandwidth h, data units (the support of flat / triangular).
+        extent: largest side of the data's bounding box, data units.
+        device: where the computation runs.
+
+    Seconds of one step with every point a seed over every point, on the
+    lesson's blobs (extent ~75), the 2-core CPU of issue 5, torch 2.13:
+
+        python tools/compare_sklearn.py --backend-steps --sizes 2000,20000,100000
+
+        N        h     flat: dense  grid  plain   gaussian: fused  plain  grid(3h cut)
+        2,000    0.25        0.025 0.008 0.032            0.007    0.063  0.010
+        2,000    2.5         0.014 0.013 0.048            0.015    0.12   0.026
+        2,000    10          0.025 0.077 0.13             0.015    0.13   0.28
+        20,000   0.25        0.34  0.097 5.5              0.95     7.7    0.16
+        20,000   2.5         1.09  1.34  4.8              0.78     7.3    2.4
+        20,000   10          1.5   3.2   1.7              0.60     1.8    2.8
+        100,000  0.25        0.53  0.12  -                7.4      -      1.0
+        100,000  2.5         4.1   6.4   -                7.8      -      25
+        100,000  10          10.6  18.8  -                7.5      -      -
+
+    ("dense" is the estimator's spatially batched dense calls, "plain" one
+    dense call over all pairs.) So: the Gaussian runs fused, exact and 2-10x
+    faster than dense, with no N x N memory (for bandwidths under ~1/100 of the
+    extent the 3 h-truncated Gaussian on the grid is faster still, but
+    truncated: ask for it with ``backend="grid"``). Flat and triangular kernels
+    run on the grid once the support is under 1/100 of the extent and N >= 2,000,
+    and on batched dense otherwise (timings vary by ~2x run to run on this
+    shared machine; the choices hold across runs). On CUDA (not measured here) dense does
+    20,000 x 20,000 pairs in milliseconds, so the grid is kept for N >= 100,000.
+    """
+    if kernel == "gaussian":
+        return "fused"
+    dev = torch.device(device)
+    small_support = extent > 0 and bandwidth < extent / 100
+    min_n = 100_000 if dev.type == "cuda" else 2_000
+    return "grid" if small_support and n_points >= min_n else "dense"
+
+
+class _Sums:
+    """Kernel sums of query points over (weighted) points through the one kernel.
+
+    ``__call__(points, queries, counts)`` returns [M, D + 1]: sum_j w_ij c_j x_j
+    and sum_j w_ij c_j, where c_j (``counts``, default 1) is how many agents
+    sit at the distinct position x_j.
+    """
+
+    def __init__(self, kernel: Kernel, backend: str, memory_budget: int = DEFAULT_MEMORY_BUDGET):
+        self.kernel = kernel
+        self.backend = backend
+        self.memory_budget = memory_budget
+        self.batch = backend == "dense" and math.isfinite(kernel.support)
+        self._sorted = None     # (points, first coordinates sorted, their order), reused while points stay
+
+    def reduce(self, points, queries, counts):
+        dim = points.shape[1]
+        if counts is None:
+            s = reduce_neighbors(points, points, [self.kernel], backend=self.backend,
+                                 query_pos=queries, memory_budget=self.memory_budget)[0]
+            return torch.cat([s[:, :dim], s[:, -1:]], 1)
+        c = counts.to(points.dtype)[:, None]
+        s = reduce_neighbors(points, points * c, [self.kernel], backend=self.backend,
+                             query_pos=queries, features=c, memory_budget=self.memory_budget)[0]
+        return s[:, dim:2 * dim + 1]
+
+    def __call__(self, points, queries, counts=None):
+        n, m = points.shape[0], queries.shape[0]
+        if not self.batch or n * m <= _BATCH_MIN_PAIRS or m < 2:
+            return self.reduce(points, queries, counts)
+        rows = _BATCH_ROWS if m >= 16 * _BATCH_ROWS else max(16, m // 16)
+        return self._batched(points, queries, counts, min(rows, _BATCH_ROWS))
+
+    def _batched(self, points, queries, counts, batch_rows):
+        """Queries in Z-order batches, each over the points in its grown bounding box."""
+        lo = torch.minimum(points.min(0).values, queries.min(0).values)
+        hi = torch.maximum(points.max(0).values, queries.max(0).values)
+        scale = float(torch.maximum(lo.abs(), hi.abs()).max())
+        # grown a little beyond the support so float rounding never drops a neighbor
+        support = self.kernel.support * (1 + 1e-6) + 8 * torch.finfo(points.dtype).eps * scale
+        order = torch.argsort(_zorder(queries, lo, support))
+        if self._sorted is None or self._sorted[0] is not points:
+            self._sorted = (points, *torch.sort(points[:, 0]))
+        _, sorted_pts, pidx = self._sorted
+        out = torch.empty(queries.shape[0], points.shape[1] + 1, device=points.device,
+                          dtype=points.dtype)
+        for start in range(0, queries.shape[0], batch_rows):
+            rows = order[start:start + batch_rows]
+            q = queries[rows]
+            qlo = q.min(0).values - support
+            qhi = q.max(0).values + support
+            a, b = torch.searchsorted(sorted_pts, torch.stack([qlo[0], qhi[0]])).tolist()
+            cand = pidx[a:b]
+            if points.shape[1] > 1:
+                sub = points[cand, 1:]
+                inside = ((sub >= qlo[1:]) & (sub <= qhi[1:])).all(1)
+                cand = cand[inside]
+            out[rows] = self.reduce(points[cand], q, None if counts is None else counts[cand])
+        return out
+
+
+def _zorder(x: torch.Tensor, lo: torch.Tensor, cell: float) -> torch.Tensor:
+    """[M] int64 Z-order (Morton) keys of the support-sized cells of x's first 3 dims."""
+    dims = min(3, x.shape[1])
+    c = torch.floor((x[:, :dims] - lo[:dims]) / cell).to(torch.int64).clamp_(0, (1 << (63 // dims)) - 1)
+    bits = max(1, int(c.max()).bit_length()) if c.numel() else 1
+    key = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+    for b in range(bits):
+        for d in range(dims):
+            key |= ((c[:, d] >> b) & 1) << (b * dims + d)
+    return key
+
+
+# ------------------------------------------------------------------ the estimator
+
+class MeanShift:
+    """Mean shift clustering with a flat, triangular or Gaussian kernel, on torch.
+
+    Parameters follow ``sklearn.cluster.MeanShift``; ``kernel``, ``tol``,
+    ``mode``, ``backend`` and ``device`` are flock's. ``__init__`` only stores
+    them; ``fit`` validates.
+
+    Args:
+        bandwidth: kernel bandwidth h (flat / triangular: the radius; Gaussian:
+            the standard deviation), data units; None estimates it with
+            ``estimate_bandwidth(X)`` (quadratic time).
+        kernel: "flat" (scikit-learn's: the plain mean of the points within h;
+            here strictly closer than h, where scikit-learn takes <= h, which
+            differs only for points at exactly the bandwidth), "triangular"
+            (weight max(0, 1 - d / h), the 2022 fastai notebook's) or "gaussian"
+            (exp(-d^2 / 2 h^2), the fastai lesson's; untruncated on the fused and
+            dense backends, cut at 3 h on the grid backend).
+        max_iter: most iterations per seed (standard) or of the data (blurring).
+        tol: a seed stops once it moves at most ``tol * bandwidth`` in an
+            iteration (scikit-learn's fixed ``1e-3``); blurring stops when no
+            point does, or when every point repeats its last move to within that.
+        seeds: [S, D] array-like of initial seed positions (standard mode), or None.
+        bin_seeding: seed from the centres of the bandwidth-sized bins that hold
+            at least ``min_bin_freq`` points (scikit-learn's ``get_bin_seeds``)
+            instead of from every point; ignored when ``seeds`` are given.
+        min_bin_freq: fewest points for a bin to seed.
+        cluster_all: label every point with its nearest centre; if False, points
+            farther than ``bandwidth`` from every centre get the label -1.
+        mode: "standard" (seeds climb over the fixed data, as scikit-learn) or
+            "blurring" (the data itself moves, as the fastai lessons).
+        backend: "auto", "dense", "grid" or "fused" (Gaussian only); see
+            ``choose_meanshift_backend`` for what auto picks.
+        device: torch device to compute on; None: the input tensor's device, or cpu.
+
+    Attributes:
+        cluster_centers_: [C, D] centres, most intense first (numpy for numpy or
+            list input, a tensor on the input's device for tensor input).
+        labels_: [N] int64 label of each point (-1: no cluster, ``cluster_all=False``).
+        n_iter_: standard mode: the most iterations any seed completed (as
+            scikit-learn); blurring mode: the steps the data took.
+        n_features_in_: D.
+        bandwidth_: the bandwidth used (estimated when ``bandwidth`` is None).
+        backend_: the neighbor backend used ("dense", "grid" or "fused").
+
+    Example:
+        >>> X = [[1, 1], [2, 1], [1, 0], [4, 7], [3, 5], [3, 6]]
+        >>> MeanShift(bandwidth=2).fit(X).labels_
+        array([1, 1, 1, 0, 0, 0])
+    """
+
+    def __init__(self, *, bandwidth=None, kernel="flat", max_iter=300, tol=1e-3, seeds=None,
+                 bin_seeding=False, min_bin_freq=1, cluster_all=True, mode="standard",
+                 backend="auto", device=None):
+        self.bandwidth = bandwidth
+        self.kernel = kernel
+        self.max_iter = max_iter
+        self.tol = tol
+        self.seeds = seeds
+        self.bin_seeding = bin_seeding
+        self.min_bin_freq = min_bin_freq
+        self.cluster_all = cluster_all
+        self.mode = mode
+        self.backend = backend
+        self.device = device
+
+    # -------------------------------------------------------- sklearn contract
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values()
+                      if p.name != "self" and p.kind == p.KEYWORD_ONLY)
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor parameters, as ``sklearn.base.BaseEstimator.get_params``."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> "MeanShift":
+        """Set constructor parameters by name; unknown names raise ``ValueError``. Returns self."""
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for estimator {type(self).__name__}()"
+                                 f"{_closest(name, valid)} Valid parameters are: {valid!r}.")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+                    if p.kind == p.KEYWORD_ONLY}
+        shown = []
+        for name in self._get_param_names():
+            value = getattr(self, name)
+            default = defaults[name]
+            same = value is default or (not isinstance(value, (np.ndarray, torch.Tensor))
+                                        and not isinstance(default, (np.ndarray, torch.Tensor))
+                                        and type(value) is type(default) and value == default)
+            if not same:
+                text = "array" if isinstance(value, (np.ndarray, torch.Tensor)) else repr(value)
+                shown.append(f"{name}={text}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def _check_params(self) -> dict:
+        p = {
+            "bandwidth": _check_positive("bandwidth", self.bandwidth, allow_none=True),
+            "kernel": _check_choice("kernel", self.kernel, KERNELS),
+            "max_iter": _check_positive("max_iter", self.max_iter, integer=True, allow_zero=True),
+            "tol": _check_positive("tol", self.tol, allow_zero=True),
+            "min_bin_freq": _check_positive("min_bin_freq", self.min_bin_freq, integer=True),
+            "mode": _check_choice("mode", self.mode, MODES),
+            "backend": _check_choice("backend", self.backend, BACKENDS),
+        }
+        for name in ("bin_seeding", "cluster_all"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"MeanShift: {name}: expected True or False, got {value!r}")
+            p[name] = bool(value)
+        if p["backend"] == "fused" and p["kernel"] != "gaussian":
+            raise ValueError(f"MeanShift: backend='fused' runs only kernel='gaussian' (softmax "
+                             f"attention), got kernel={p['kernel']!r}; use backend='dense' or 'grid'")
+        if self.seeds is not None and p["mode"] == "blurring":
+            raise ValueError("MeanShift: seeds: blurring mode moves the data itself and takes no "
+                             "seeds; use mode='standard' or seeds=None")
+        return p
+
+    # -------------------------------------------------------- fit / predict
+
+    def fit(self, X, y=None) -> "MeanShift":
+        """Cluster ``X``.
+
+        Args:
+            X: [N, D] array-like (numpy array, torch tensor or nested lists).
+            y: ignored (scikit-learn's signature).
+
+        Returns:
+            self, with ``cluster_centers_``, ``labels_``, ``n_iter_`` set.
+
+        Raises:
+            ValueError: invalid parameters or input (message names the value), or
+                no point within the bandwidth of any seed.
+        """
+        p = self._check_params()
+        device = _resolve_device(self.device, X)
+        x, back = _as_points(X, "X", device)
+        n, dim = x.shape
+        bandwidth = p["bandwidth"]
+        if bandwidth is None:
+            if n < 2:
+                raise ValueError(f"MeanShift: bandwidth=None needs at least 2 points to estimate a "
+                                 f"bandwidth, got {n}; pass bandwidth=")
+            bandwidth = _bandwidth_of(x, 0.3)
+            if not bandwidth > 0:
+                raise ValueError("MeanShift: the estimated bandwidth is 0 (at least 30% of the points "
+                                 "are duplicates of each other); pass bandwidth= explicitly")
+        extent = float((x.max(0).values - x.min(0).values).max())
+        backend = p["backend"]
+        if backend == "auto":
+            backend = choose_meanshift_backend(p["kernel"], n, bandwidth, extent, device)
+        kern = _kernel_for(p["kernel"], bandwidth, backend)
+        sums = _Sums(kern, backend)
+        stop = p["tol"] * bandwidth
+        fused = backend == "fused"
+
+        if p["mode"] == "standard":
+            seeds = self._initial_seeds(x, bandwidth, p, device)
+            centres, intensity, n_iter = _climb(x, seeds, sums, stop, p["max_iter"], fused, bandwidth,
+                                                seeds_are_data=seeds is x)
+            where = x
+        else:
+            where, centres, intensity, n_iter = _blur(x, sums, stop, p["max_iter"], fused, bandwidth)
+        if centres.shape[0] == 0:
+            raise ValueError(f"MeanShift: no point of X lies within bandwidth={bandwidth:g} of any "
+                             "seed; increase the bandwidth (or use other seeds / bin seeding settings)")
+        centres = _select_centres(centres, intensity, bandwidth)
+        labels, dist = _nearest(where, centres)
+        if not p["cluster_all"]:
+            labels = torch.where(dist <= bandwidth, labels, -1)
+        self.cluster_centers_ = _hand_back(centres, back)
+        self.labels_ = _hand_back(labels, back)
+        self.n_iter_ = int(n_iter)
+        self.n_features_in_ = dim
+        self.bandwidth_ = float(bandwidth)
+        self.backend_ = backend
+        return self
+
+    def _initial_seeds(self, x, bandwidth, p, device) -> torch.Tensor:
+        if self.seeds is not None:
+            seeds, _ = _as_points(self.seeds, "seeds", device)
+            if seeds.shape[1] != x.shape[1]:
+                raise ValueError(f"MeanShift: seeds: expected {x.shape[1]} features like X, got "
+                                 f"shape {tuple(seeds.shape)}")
+            return seeds.to(x.dtype)
+        if p["bin_seeding"]:
+            return _bin_seeds(x, bandwidth, p["min_bin_freq"])
+        return x
+
+    def predict(self, X):
+        """Index of the nearest cluster centre for each point of ``X``.
+
+        Args:
+            X: [M, D] array-like with the fitted number of features.
+
+        Returns:
+            [M] int64 labels (numpy, or a tensor on X's device for tensor input).
+        """
+        if not hasattr(self, "cluster_centers_"):
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' "
+                                 "with appropriate arguments before using 'predict'.")
+        device = _resolve_device(self.device, X)
+        x, back = _as_points(X, "X", device)
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {x.shape[1]} features, but {type(self).__name__} was fitted "
+                             f"with {self.n_features_in_} features")
+        centres = torch.as_tensor(self.cluster_centers_).to(device=device, dtype=x.dtype)
+        labels, _ = _nearest(x, centres)
+        return _hand_back(labels, back)
+
+    def fit_predict(self, X, y=None):
+        """``fit(X)`` and return ``labels_``."""
+        return self.fit(X).labels_
+
+
+# ------------------------------------------------------------------ the algorithm
+
+def _bin_seeds(x: torch.Tensor, bin_size: float, min_bin_freq: int) -> torch.Tensor:
+    """scikit-learn's ``get_bin_seeds``: centres of bins of side ``bin_size`` with enough points.
+
+    Points are binned by ``round(x / bin_size)`` (half to even, as numpy); the
+    seeds are the bins' integer coordinates times ``bin_size`` in float32, as
+    scikit-learn computes them. If every point has its own bin, the points
+    themselves are the seeds (with scikit-learn's warning).
+    """
+    bins = torch.round(x / bin_size)
+    uniq, counts = torch.unique(bins, dim=0, return_counts=True)
+    seeds = uniq[counts >= min_bin_freq]
+    if seeds.shape[0] == 0:
+        raise ValueError(f"MeanShift: bin_seeding: no bin of size {bin_size:g} holds "
+                         f"min_bin_freq={min_bin_freq} points (the fullest holds {int(counts.max())}); "
+                         "lower min_bin_freq or increase the bandwidth")
+    if seeds.shape[0] == x.shape[0]:
+        warnings.warn(f"Binning data failed with provided bin_size={bin_size:f}, using data points "
+                      "as seeds.", UserWarning, stacklevel=4)
+        return x
+    return (seeds.to(torch.float32) * torch.tensor(bin_size, dtype=torch.float32)).to(x.dtype)
+
+
+def _climb(x, seeds, sums: _Sums, stop: float, max_iter: int, fused: bool, bandwidth: float,
+           seeds_are_data: bool = False):
+    """Standard mean shift: every seed climbs over the fixed data ``x`` at once.
+
+    Seeds follow scikit-learn's ``_mean_shift_single_seed``: at each iteration
+    the seed's window gives its new position (the mean) and intensity (weight
+    sum); it stops when it moved at most ``stop`` or after ``max_iter``
+    iterations, and is dropped if its window is ever empty. Seeds on exactly the
+    same position are computed once (they move identically from then on).
+
+    Returns:
+        centres [C, D] (the surviving seeds' final positions), intensity [C]
+        (weight sum at the position before the last move), n_iter (the most
+        iterations a seed completed, scikit-learn's ``n_iter_``).
+    """
+    seeds, _ = _unique_rows(seeds)
+    n_seeds = seeds.shape[0]
+    device = x.device
+    pos = seeds.clone()
+    intensity = torch.zeros(n_seeds, device=device, dtype=x.dtype)
+    alive = torch.ones(n_seeds, device=device, dtype=torch.bool)
+    if fused and not seeds_are_data:
+        # softmax moves even a seed whose weights all underflow; drop it as the other
+        # backends do (a seed on a data point has weight >= 1 and needs no check)
+        alive = reduce_fused(x, x, [sums.kernel], query_pos=seeds)[0, :, -1] > 0
+    active = alive.nonzero()[:, 0]
+    n_iter = 0
+    it = 0
+    while active.numel():
+        q = pos[active]
+        uq, inv = _unique_rows(q)
+        if fused:
+            new = fused_mean_shift_step(uq, bandwidth, data=x)[inv]
+            empty = torch.zeros(q.shape[0], device=device, dtype=torch.bool)
+        else:
+            s = sums(x, uq)[inv]
+            wsum = s[:, -1]
+            empty = ~(wsum > 0)
+            new = s[:, :-1] / torch.where(empty, 1, wsum)[:, None]
+            intensity[active] = wsum
+        shift = torch.linalg.vector_norm(new - q, dim=1)
+        pos[active] = torch.where(empty[:, None], q, new)
+        alive[active[empty]] = False
+        n_iter = it
+        finished = empty | (shift <= stop) | (it >= max_iter)
+        active = active[~finished]
+        it += 1
+    if fused:
+        # the weight sum at each seed's position before its last move, as the
+        # other backends record it; the last move is below tol, so the final
+        # position gives the same ranking
+        s = reduce_fused(x, x, [sums.kernel], query_pos=pos)[0]
+        intensity = s[:, -1]
+        alive &= intensity > 0
+    return pos[alive], intensity[alive], n_iter
+
+
+def _blur(x, sums: _Sums, stop: float, max_iter: int, fused: bool, bandwidth: float):
+    """Blurring mean shift (the fastai lessons): every point moves to the weighted mean of all.
+
+    Stops when no point moved more than ``stop`` or no move changed by more
+    than ``stop`` since the previous step (collapsed clusters drifting), or
+    after ``max_iter + 1`` steps. Points on exactly the same position are merged
+    into one weighted point (flat kernels collapse clusters onto single points
+    in a few steps), which changes no result and makes later steps cheap.
+
+    Returns:
+        points [N, D] final positions, centres [C, D] candidate centres (the
+        distinct final positions), intensity [C] (weight sums there), steps taken.
+    """
+    y = x
+    steps = 0
+    last = None
+    for it in range(max_iter + 1):
+        uq, inv, counts = _unique_rows(y, counts=True)
+        if fused and uq.shape[0] == y.shape[0]:
+            new = fused_mean_shift_step(y, bandwidth)
+        else:
+            s = _weighted_sums(sums, fused, uq, counts)
+            wsum = s[:, -1]
+            new_u = s[:, :-1] / torch.where(wsum > 0, wsum, 1)[:, None]
+            new = new_u[inv]
+        move = new - y
+        shift = float(torch.linalg.vector_norm(move, dim=1).max())
+        change = math.inf if last is None else float(torch.linalg.vector_norm(move - last, dim=1).max())
+        y, last = new, move
+        steps = it + 1
+        if shift <= stop or change <= stop:
+            break
+    uq, inv, counts = _unique_rows(y, counts=True)
+    intensity = _weighted_sums(sums, fused, uq, counts)[:, -1]
+    keep = intensity > 0
+    return y, uq[keep], intensity[keep], steps
+
+
+def _weighted_sums(sums: _Sums, fused: bool, points, counts):
+    if fused:
+        c = counts.to(points.dtype)[:, None]
+        s = reduce_fused(points, points * c, [sums.kernel], features=c)[0]
+        dim = points.shape[1]
+        return s[:, dim:2 * dim + 1]
+    if bool((counts == 1).all()):
+        counts = None
+    return sums(points, points, counts)
+
+
+def _unique_rows(x: torch.Tensor, counts: bool = False):
+    """Distinct rows of x ([M, D]) and the inverse index (and multiplicities)."""
+    if x.shape[0] <= 1:
+        inv = torch.arange(x.shape[0], device=x.device)
+        if counts:
+            return x, inv, torch.ones(x.shape[0], device=x.device, dtype=torch.int64)
+        return x, inv
+    return torch.unique(x, dim=0, return_inverse=True, return_counts=counts)
+
+
+def _select_centres(centres: torch.Tensor, intensity: torch.Tensor, bandwidth: float) -> torch.Tensor:
+    """scikit-learn's post-processing: order by intensity, drop near-duplicates.
+
+    Exactly equal centres count once (scikit-learn keys a dict by the centre,
+    the last seed's intensity wins); the rest are sorted by (intensity, then
+    coordinates) descending, and walking down that list every centre within
+    ``bandwidth`` (<=) of a kept one is removed.
+    """
+    uniq, inv = _unique_rows(centres)
+    last = torch.full((uniq.shape[0],), -1, device=centres.device, dtype=torch.int64)
+    last = last.scatter_reduce(0, inv, torch.arange(centres.shape[0], device=centres.device),
+                               reduce="amax")
+    inten = intensity[last]
+    keys = [uniq[:, d].cpu().numpy() for d in range(uniq.shape[1] - 1, -1, -1)]
+    order = np.lexsort(keys + [inten.cpu().numpy()])[::-1]
+    ranked = uniq[torch.as_tensor(order.copy(), device=centres.device)]
+    remaining = torch.arange(ranked.shape[0], device=centres.device)
+    kept = []
+    while remaining.numel():
+        i = remaining[0]
+        kept.append(i)
+        rest = remaining[1:]
+        d = torch.linalg.vector_norm(ranked[rest] - ranked[i], dim=1)
+        remaining = rest[d > bandwidth]
+    return ranked[torch.stack(kept)]
+
+
+def _nearest(x: torch.Tensor, centres: torch.Tensor):
+    """Index [N] (int64) of and distance [N] to the nearest centre ([C, D]) of each point."""
+    n, c = x.shape[0], centres.shape[0]
+    rows = max(1, int((64 * 2**20) // (max(c, 1) * x.shape[1] * x.element_size() * 2)))
+    labels = torch.empty(n, device=x.device, dtype=torch.int64)
+    dist = torch.empty(n, device=x.device, dtype=x.dtype)
+    for start in range(0, n, rows):
+        d = torch.linalg.vector_norm(x[start:start + rows, None, :] - centres[None], dim=2)
+        dist[start:start + rows], labels[start:start + rows] = d.min(1)
+    return labels, dist
+
+
+__all__ = ["BACKENDS", "KERNELS", "MODES", "MeanShift", "NotFittedError", "choose_meanshift_backend",
+           "estimate_bandwidth"]
