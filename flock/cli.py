@@ -388,8 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_replay)
 
     from .bench import add_bench_parser
+    from .cluster_cli import add_cluster_parser
 
     add_bench_parser(sub)
+    add_cluster_parser(sub)
     return parser
 
 

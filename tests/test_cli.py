@@ -108,3 +108,14 @@ def test_record_then_replay_to_a_gif(tmp_path, capsys):
 
     with Image.open(gif) as im:
         assert im.n_frames == 4 and im.size == (200, 100)
+
+
+def test_cluster_subcommand_end_to_end(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.normal(c, 0.5, (60, 2)) for c in [(0, 0), (8, 8)]])
+    data = tmp_path / "pts.csv"
+    data.write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in pts))
+    out = tmp_path / "labels.csv"
+    assert cli.main(["cluster", str(data), "--bandwidth", "2", "--kernel", "gaussian", "--out", str(out)]) == 0
+    assert "2 clusters; sizes: 60, 60" in capsys.readouterr().out
+    assert len(out.read_text().splitlines()) == 121
