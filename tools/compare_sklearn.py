@@ -181,14 +181,16 @@ def _best_time(fn, repeats: int) -> float:
 def backend_steps(sizes, bandwidths, max_plain: int, repeats: int) -> list[dict]:
     """Seconds of one mean shift step (every point a seed over every point) per backend.
 
-    flat: ``dense`` = the estimator's spatially batched dense calls, ``dense-plain`` =
-    one dense call over all pairs, ``grid`` = the cell list. gaussian: ``fused`` =
-    ``fused_mean_shift_step``, ``dense-plain`` untruncated, ``grid`` and ``dense``
-    (batched) truncated at 3 bandwidths.
+    flat: ``dense`` = the estimator's spatially batched matrix-product calls,
+    ``dense-plain`` = one matrix-product call over all pairs (``reduce_gemm``),
+    ``grid`` = the cell list. gaussian: ``fused`` = ``fused_mean_shift_step``,
+    ``dense-plain`` untruncated over all pairs (the estimator's ``backend="dense"``),
+    ``grid`` and ``dense`` (batched) truncated at 3 bandwidths.
     """
     from flock.meanshift import GAUSSIAN_TRUNCATE, _Sums
     from flock.neighbors import reduce_neighbors
     from flock.neighbors.fused import fused_mean_shift_step
+    from flock.neighbors.gemm import reduce_gemm
 
     rows = []
     for n in sizes:
@@ -199,7 +201,7 @@ def backend_steps(sizes, bandwidths, max_plain: int, repeats: int) -> list[dict]
             return reduce_neighbors(X, X, [k], backend="grid", query_pos=X)
 
         def plain(k, X=X):
-            return reduce_neighbors(X, X, [k], query_pos=X)
+            return reduce_gemm(X, X, k)
 
         for h in bandwidths:
             flat = flock.Kernel("flat", radius=h, exclude_self=False)
