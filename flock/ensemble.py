@@ -42,7 +42,7 @@ import torch
 
 from .errors import ScenarioError
 from .initial import initial_state
-from .kernels import Kernel
+from .kernels import Kernel, has_fov, in_view
 from .metrics import MetricsLog
 from .neighbors import choose_backend, dense_chunk_rows, reduce_neighbors
 from .neighbors.dense import DEFAULT_MEMORY_BUDGET
@@ -88,6 +88,7 @@ def reduce_dense_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ker
     if period is None:
         values = torch.cat([pos, values], dim=2)                                # one product for x and v
     exclude = [k for k, kern in enumerate(kernels) if kern.exclude_self]
+    fov = has_fov(kernels)
     rows = chunk_rows or dense_chunk_rows(n_agents * n_mem, dim, n_k, pos.element_size(), memory_budget)
     if chunk_rows is None and pos.device.type == "cpu":
         # on a CPU, chunks past a few hundred thousand pairs fall out of cache
@@ -98,7 +99,14 @@ def reduce_dense_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ker
         q = pos[:, start:stop]                                                  # [E, m, D]
         offset = minimum_image(pos[:, None, :, :] - q[:, :, None, :], period)   # [E, m, N, D]
         dist = torch.linalg.vector_norm(offset, dim=-1)                         # [E, m, N]
-        w = torch.stack([kern.weights(dist) for kern in kernels], 2)            # [E, m, K, N]
+        if fov:
+            heading = vel[:, start:stop]                                        # [E, m, D]
+            along = torch.einsum("emnd,emd->emn", offset, heading)
+            reach = dist * torch.linalg.vector_norm(heading, dim=-1)[..., None]
+            w = torch.stack([kern.weights(dist) * in_view(kern, along, reach) if kern.fov is not None
+                             else kern.weights(dist) for kern in kernels], 2)
+        else:
+            w = torch.stack([kern.weights(dist) for kern in kernels], 2)        # [E, m, K, N]
         if exclude:
             r = torch.arange(m, device=pos.device)
             for k in exclude:
@@ -204,6 +212,9 @@ class MemberBatch(Simulation):
 
     def _resolve_backend(self) -> None:
         if getattr(self, "requested_backend", None) == "triton":
+            if has_fov(self.kernels()):
+                raise ScenarioError("ensemble backend: 'triton' does not implement the field of view "
+                                    "(rules.field_of_view); use auto, dense or grid")
             self.backend = "triton"
             return
         super()._resolve_backend()

@@ -18,10 +18,20 @@ The Gaussian omits the 1 / (h sqrt(2 pi)) factor of the lesson's ``gaussian``:
 every rule divides by the weight sum, where the constant cancels.
 The inverse and inverse-square kernels floor d at 1e-3 r so that coincident agents give a
 large finite weight, never inf.
+
+A field of view (``fov``, the full angle of the view cone in degrees) makes a
+channel blind behind the query agent: agent j counts for query i only when the
+offset d_ij = x_j - q_i lies within fov / 2 of i's velocity v_i,
+
+    d_ij . v_i >= cos(fov / 2) |d_ij| |v_i|
+
+(a query at rest, or a neighbor at distance 0, sees all around). The backends
+apply it with the query's velocity; a channel without ``fov`` sees all around.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +51,8 @@ class Kernel:
         exclude_self: drop the pair (i, i) from the sums.
         strength: amplitude of the circles kernel.
         open_center: give weight 0 at distance exactly 0.
+        fov: full angle of the view cone, degrees in (0, 360]; None (or 360)
+            sees all around.
     """
 
     kind: str
@@ -49,6 +61,7 @@ class Kernel:
     exclude_self: bool = True
     strength: float = 1.0
     open_center: bool = False
+    fov: float | None = None
 
     def __post_init__(self):
         if self.kind not in KERNEL_KINDS:
@@ -60,6 +73,16 @@ class Kernel:
             raise ValueError(f"{self.kind} kernel: a radius is required")
         if self.radius is not None and not self.radius > 0:
             raise ValueError(f"{self.kind} kernel: expected radius > 0, got {self.radius!r}")
+        if self.fov is not None:
+            if not 0 < self.fov <= 360:
+                raise ValueError(f"{self.kind} kernel: fov: expected degrees in (0, 360], got {self.fov!r}")
+            if self.fov == 360:
+                object.__setattr__(self, "fov", None)
+
+    @property
+    def cos_half_fov(self) -> float:
+        """cos(fov / 2): the least cosine between heading and offset that is seen (-1: all)."""
+        return -1.0 if self.fov is None else math.cos(math.radians(self.fov) / 2)
 
     @property
     def support(self) -> float:
@@ -104,6 +127,22 @@ def _raw_weights(kernel: Kernel, dist: torch.Tensor) -> torch.Tensor:
     # inverse_square
     w = 1.0 / torch.clamp_min(dist, floor) ** 2
     return torch.where(dist < r, w, torch.zeros_like(w))
+
+
+def in_view(kernel: Kernel, along: torch.Tensor, reach: torch.Tensor) -> torch.Tensor:
+    """1 where a neighbor is inside the query's view cone, else 0 (float, shape of ``along``).
+
+    Args:
+        kernel: a channel with ``fov`` set.
+        along: [...] d_ij . v_i, the offset projected on the query's velocity.
+        reach: [...] |d_ij| |v_i|, same shape.
+    """
+    return (along >= kernel.cos_half_fov * reach).to(along.dtype)
+
+
+def has_fov(kernels) -> bool:
+    """True when any channel has a field of view (the backend needs query velocities)."""
+    return any(k.fov is not None for k in kernels)
 
 
 def max_support(kernels) -> float:

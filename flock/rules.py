@@ -193,14 +193,7 @@ class BoidDynamics:
         self.scenario = scenario
 
     def kernels(self) -> list[Kernel]:
-        rules = self.scenario.rules
-        view = rules.cohesion.radius
-        if rules.formulation in ("seed", "mesa"):
-            return [Kernel("flat", radius=view), Kernel("flat", radius=min(rules.separation.radius, view))]
-        if rules.formulation == "netlogo":
-            return [Kernel("flat", radius=view), Kernel("inverse", radius=view)]
-        return [Kernel("flat", radius=rules.cohesion.radius), Kernel("flat", radius=rules.alignment.radius),
-                Kernel("inverse_square", radius=rules.separation.radius)]
+        return boid_kernels(self.scenario.rules)
 
     def acceleration(self, pos: torch.Tensor, vel: torch.Tensor, sums: torch.Tensor, world: World) -> torch.Tensor:
         """[N, D] accelerations from the sums [K, N, W], soft walls included."""
@@ -217,6 +210,25 @@ class BoidDynamics:
         if world.boundary == "soft":
             accel = accel + wall_acceleration(pos, world)
         return accel
+
+
+def boid_kernels(rules) -> list[Kernel]:
+    """The kernel channels of a ``BoidRules`` formulation, with its field of view.
+
+    seed / mesa: [view (flat at cohesion.radius), too near (flat at separation.radius)];
+    netlogo: [view, inverse (sums of unit offsets)]; reynolds: [cohesion, alignment,
+    separation (inverse square)], each at its own radius.
+    """
+    fov = rules.field_of_view
+    view = rules.cohesion.radius
+    if rules.formulation in ("seed", "mesa"):
+        return [Kernel("flat", radius=view, fov=fov),
+                Kernel("flat", radius=min(rules.separation.radius, view), fov=fov)]
+    if rules.formulation == "netlogo":
+        return [Kernel("flat", radius=view), Kernel("inverse", radius=view)]
+    return [Kernel("flat", radius=rules.cohesion.radius, fov=fov),
+            Kernel("flat", radius=rules.alignment.radius, fov=fov),
+            Kernel("inverse_square", radius=rules.separation.radius, fov=fov)]
 
 
 class MeanShiftDynamics:

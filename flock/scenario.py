@@ -152,12 +152,17 @@ class BoidRules(_Model):
     mesa and netlogo move at the constant speed ``agents.max_speed`` and see neighbors within
     ``cohesion.radius`` (their single vision); ``separation.radius`` is the minimum separation.
     mesa reads the weights as cohere / match / separate factors; netlogo reads ``max_turn``.
+
+    ``field_of_view`` (degrees, default 360: all around) blinds cohesion, alignment and
+    separation behind the agent: a neighbor counts only within field_of_view / 2 of the
+    agent's velocity (flee and chase still see all around).
     """
 
     formulation: Literal["seed", "reynolds", "mesa", "netlogo"]
     cohesion: RuleSpec
     alignment: RuleSpec
     separation: RuleSpec
+    field_of_view: Annotated[float, Field(gt=0, le=360)] = 360.0
     wander: NonNegFloat | None = None
     avoidance: AvoidanceSpec | None = None
 
@@ -587,6 +592,9 @@ def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
             problems.append(("rules.alignment.radius", f"{form} has one vision radius: expected "
                              f"{sc.rules.cohesion.radius} (rules.cohesion.radius), got {sc.rules.alignment.radius}"))
         if form == "netlogo":
+            if sc.rules.field_of_view != 360:
+                problems.append(("rules.field_of_view", "NetLogo's Flocking turtles see all around: expected "
+                                 f"360 with the netlogo formulation, got {sc.rules.field_of_view:g}"))
             if sc.world.dims != 2:
                 problems.append(("world.dims", "the netlogo formulation is 2D: expected 2, got 3"))
             for rule in ("cohesion", "alignment", "separation"):

@@ -26,7 +26,7 @@ import torch
 
 from .initial import initial_state
 from .kernels import Kernel
-from .rules import reynolds_acceleration, reynolds_steer, seed_acceleration
+from .rules import boid_kernels, reynolds_acceleration, reynolds_steer, seed_acceleration
 from .scenario import BoidRules, Scenario
 from .state import FlockState
 from .world import World, minimum_image, wall_acceleration
@@ -107,11 +107,7 @@ class GroupDynamics:
         return 1 + len(self.scenario.species or [])
 
     def _group_kernels(self, rules: BoidRules) -> list[Kernel]:
-        if rules.formulation == "seed":
-            view = rules.cohesion.radius
-            return [Kernel("flat", radius=view), Kernel("flat", radius=min(rules.separation.radius, view))]
-        return [Kernel("flat", radius=rules.cohesion.radius), Kernel("flat", radius=rules.alignment.radius),
-                Kernel("inverse_square", radius=rules.separation.radius)]
+        return boid_kernels(rules)
 
     def _interactions(self):
         inter = self.scenario.interactions

@@ -37,13 +37,16 @@ def reference_weight(kernel: Kernel, d: float) -> float:
 
 
 def reference_sums(pos, vel, kernels, *, period=None, query_pos=None, query_index=None,
-                   features=None) -> np.ndarray:
+                   features=None, query_vel=None) -> np.ndarray:
     """Per-pair Python loop of the one kernel: S [K, M, 2D+F+1] (float64 numpy).
 
     Args:
         pos, vel: [N, D] array-likes. period: [D] or None. query_pos: [M, D] or None
         (the agents). query_index: [M] indices of queries among agents (self-pairs
         are skipped for kernels with ``exclude_self``). features: [N, F] or None.
+        query_vel: [M, D] headings for kernels with a field of view (default ``vel``
+        for the agents): a neighbor is seen when the angle between the heading and
+        its offset, ``acos`` of their cosine, is at most fov / 2.
     """
     pos = np.asarray(pos, dtype=np.float64)
     vel = np.asarray(vel, dtype=np.float64)
@@ -52,6 +55,7 @@ def reference_sums(pos, vel, kernels, *, period=None, query_pos=None, query_inde
     if query_pos is None:
         query_pos = pos
         query_index = np.arange(n) if query_index is None else query_index
+        query_vel = vel if query_vel is None else query_vel
     query_pos = np.asarray(query_pos, dtype=np.float64)
     per = None if period is None else np.asarray(period, dtype=np.float64)
     width = 2 * dim + feats.shape[1] + 1
@@ -64,14 +68,27 @@ def reference_sums(pos, vel, kernels, *, period=None, query_pos=None, query_inde
                 d = pos[j] - q
                 if per is not None:
                     d = d - per * np.round(d / per)
-                w = reference_weight(kern, float(math.sqrt(float((d ** 2).sum()))))
-                if w == 0.0:
+                dist = float(math.sqrt(float((d ** 2).sum())))
+                w = reference_weight(kern, dist)
+                if w == 0.0 or not _in_view(kern, d, dist, None if query_vel is None else query_vel[i]):
                     continue
                 out[k, i, :dim] += w * (q + d)
                 out[k, i, dim:2 * dim] += w * vel[j]
                 out[k, i, 2 * dim:width - 1] += w * feats[j]
                 out[k, i, width - 1] += w
     return out
+
+
+def _in_view(kern: Kernel, d, dist: float, heading) -> bool:
+    """Whether offset d lies in the view cone of ``heading`` (the angle, computed with acos)."""
+    if kern.fov is None:
+        return True
+    heading = np.asarray(heading, dtype=np.float64)
+    speed = float(math.sqrt(float((heading ** 2).sum())))
+    if speed == 0.0 or dist == 0.0:
+        return True
+    cos = max(-1.0, min(1.0, float(np.dot(d, heading)) / (dist * speed)))
+    return math.degrees(math.acos(cos)) <= kern.fov / 2
 
 
 def _js_norm(v):

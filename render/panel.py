@@ -5,7 +5,8 @@ Every number under ``scenario.rules`` (weights, radii, the mean shift bandwidth,
 to the scenario (a pydantic model validated on assignment); the simulation reads its
 parameters from the scenario every step, so the change takes effect on the next step.
 Slider ranges run from the field's lower bound (or a twentieth of the start value for
-strictly positive fields) to four times the start value.
+strictly positive fields) to four times the start value, or the field's upper bound
+(``field_of_view`` <= 360 degrees) when that is lower.
 """
 
 from __future__ import annotations
@@ -40,28 +41,31 @@ def set_path(model: BaseModel, path: str, value) -> None:
     setattr(obj, last, value)
 
 
-def _bounds_in(metadata) -> tuple[float | None, bool]:
+_LOWER = ((annotated_types.Gt, "gt", True), (annotated_types.Ge, "ge", False))
+_UPPER = ((annotated_types.Lt, "lt", True), (annotated_types.Le, "le", False))
+
+
+def _bounds_in(metadata, kinds=_LOWER) -> tuple[float | None, bool]:
     for meta in metadata:
-        if isinstance(meta, annotated_types.Gt):
-            return float(meta.gt), True
-        if isinstance(meta, annotated_types.Ge):
-            return float(meta.ge), False
+        for cls, attr, strict in kinds:
+            if isinstance(meta, cls):
+                return float(getattr(meta, attr)), strict
         inner = getattr(meta, "metadata", None)  # a pydantic FieldInfo inside Annotated
         if inner:
-            found = _bounds_in(inner)
+            found = _bounds_in(inner, kinds)
             if found[0] is not None:
                 return found
     return None, False
 
 
-def _lower_bound(field) -> tuple[float | None, bool]:
+def _lower_bound(field, kinds=_LOWER) -> tuple[float | None, bool]:
     """(bound, strict) from a pydantic field's ``gt``/``ge`` metadata, also inside ``X | None``;
-    (None, False) when unbounded."""
-    found = _bounds_in(field.metadata)
+    (None, False) when unbounded. ``kinds=_UPPER`` reads ``lt``/``le`` instead."""
+    found = _bounds_in(field.metadata, kinds)
     if found[0] is not None:
         return found
     for arg in typing.get_args(field.annotation):
-        found = _bounds_in(typing.get_args(arg)[1:])
+        found = _bounds_in(typing.get_args(arg)[1:], kinds)
         if found[0] is not None:
             return found
     return None, False
@@ -94,6 +98,9 @@ def _param(path: str, field, value) -> Param:
     if integer:
         lo = float(int(lo) + (1 if strict and int(lo) == bound else 0))
     hi = max(4.0 * abs(value), lo + (1.0 if integer else 1e-3), 1.0 if value == 0 else 0.0)
+    top, _ = _lower_bound(field, _UPPER)
+    if top is not None:
+        hi = min(hi, top)   # e.g. field_of_view <= 360 degrees, max_turn <= 180
     return Param(path, lo, hi, integer)
 
 
@@ -107,6 +114,8 @@ def tunable_parameters(scenario) -> list[Param]:
             path = f"{prefix}.{name}"
             if isinstance(value, BaseModel):
                 walk(value, path)
+            elif name == "field_of_view" and getattr(model, "formulation", None) == "netlogo":
+                continue   # NetLogo's turtles see all around: not a parameter of that model
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and name not in SKIPPED:
                 params.append(_param(path, field, value))
 

@@ -231,3 +231,16 @@ def test_flocksim_run_without_a_display_runs_headless_and_says_so(tmp_path, caps
     captured = capsys.readouterr()
     assert "no window: SDL_VIDEODRIVER=dummy" in captured.err and "running headless" in captured.err
     assert (tmp_path / "final_state.npz").exists()
+
+
+def test_field_of_view_slider_stops_at_360_degrees_and_netlogo_has_none():
+    from render.panel import tunable_parameters
+
+    sc = flock.load_scenario("scenarios/obstacles.yaml")
+    fov = next(p for p in tunable_parameters(sc) if p.path == "rules.field_of_view")
+    assert fov.hi == 360.0 and 0 < fov.lo < 270
+    turns = [p for p in tunable_parameters(flock.load_scenario("scenarios/netlogo_flocking.yaml"))
+             if p.path.endswith("max_turn")]
+    assert turns and all(p.hi <= 180.0 for p in turns)
+    netlogo = {p.path for p in tunable_parameters(flock.load_scenario("scenarios/netlogo_flocking.yaml"))}
+    assert "rules.field_of_view" not in netlogo

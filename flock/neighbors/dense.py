@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..kernels import Kernel
+from ..kernels import Kernel, has_fov, in_view
 from ..world import minimum_image
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
@@ -36,7 +36,8 @@ def reduce_dense(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
                  query_index: torch.Tensor | None = None,
                  features: torch.Tensor | None = None,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                 chunk_rows: int | None = None) -> torch.Tensor:
+                 chunk_rows: int | None = None,
+                 query_vel: torch.Tensor | None = None) -> torch.Tensor:
     """Kernel sums of every query over all agents.
 
     Args:
@@ -51,6 +52,8 @@ def reduce_dense(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         features: [N, F] extra per-agent features summed like velocities, or None.
         memory_budget: bytes of temporaries one chunk may use.
         chunk_rows: force the number of query rows per chunk (tests).
+        query_vel: [M, D] velocities of the queries, the headings of kernels with a
+            field of view; defaults to ``vel`` when ``query_pos`` is None.
 
     Returns:
         S: [K, M, 2D + F + 1], layout [positions (D), velocities (D), features (F), weight sum (1)].
@@ -59,11 +62,17 @@ def reduce_dense(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         query_pos = pos
         if query_index is None:
             query_index = torch.arange(pos.shape[0], device=pos.device)
+        if query_vel is None:
+            query_vel = vel
     n_agents, dim = pos.shape
     n_query = query_pos.shape[0]
     n_feat = 0 if features is None else features.shape[1]
     n_k = len(kernels)
     width = 2 * dim + n_feat + 1
+    fov = has_fov(kernels)
+    if fov and query_vel is None:
+        raise ValueError("reduce_dense: a kernel has a field of view (fov), so query_vel (the "
+                         "queries' headings) is needed with query_pos")
     out = torch.zeros(n_k, n_query, width, device=pos.device, dtype=pos.dtype)
     if n_query == 0 or n_agents == 0 or n_k == 0:
         return out
@@ -75,7 +84,14 @@ def reduce_dense(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         q = query_pos[start:stop]                                   # [m, D]
         offset = minimum_image(pos[None, :, :] - q[:, None, :], period)  # [m, N, D]
         dist = torch.linalg.vector_norm(offset, dim=-1)             # [m, N]
-        w = torch.stack([kern.weights(dist) for kern in kernels])   # [K, m, N]
+        if fov:
+            heading = query_vel[start:stop]                          # [m, D]
+            along = torch.einsum("mnd,md->mn", offset, heading)     # [m, N]
+            reach = dist * torch.linalg.vector_norm(heading, dim=-1)[:, None]
+            w = torch.stack([kern.weights(dist) * in_view(kern, along, reach) if kern.fov is not None
+                             else kern.weights(dist) for kern in kernels])
+        else:
+            w = torch.stack([kern.weights(dist) for kern in kernels])   # [K, m, N]
         if exclude and query_index is not None:
             rows_idx = torch.arange(stop - start, device=pos.device)
             cols = query_index[start:stop]

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..kernels import Kernel, max_support
+from ..kernels import Kernel, has_fov, in_view, max_support
 from ..world import minimum_image
 from .dense import DEFAULT_MEMORY_BUDGET
 
@@ -288,7 +288,8 @@ def reduce_grid(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
                 features: torch.Tensor | None = None,
                 memory_budget: int = DEFAULT_MEMORY_BUDGET,
                 chunk_rows: int | None = None,
-                bounds: torch.Tensor | None = None) -> torch.Tensor:
+                bounds: torch.Tensor | None = None,
+                query_vel: torch.Tensor | None = None) -> torch.Tensor:
     """Kernel sums of every query over the agents in its 3^D neighboring cells.
 
     Same arguments, semantics and layout as ``reduce_dense``, plus:
@@ -322,7 +323,8 @@ def reduce_grid(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         cell += _rounding_margin(pos.dtype, support, float(query_pos.abs().max()))
     grid = build_grid(pos, cell, period=period, bounds=bounds)
     return query_grid(grid, pos, vel, kernels, query_pos=query_pos, query_index=query_index,
-                      features=features, memory_budget=memory_budget, chunk_rows=chunk_rows)
+                      features=features, memory_budget=memory_budget, chunk_rows=chunk_rows,
+                      query_vel=query_vel)
 
 
 def query_grid(grid: NeighborGrid, pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
@@ -330,14 +332,15 @@ def query_grid(grid: NeighborGrid, pos: torch.Tensor, vel: torch.Tensor, kernels
                query_index: torch.Tensor | None = None,
                features: torch.Tensor | None = None,
                memory_budget: int = DEFAULT_MEMORY_BUDGET,
-               chunk_rows: int | None = None) -> torch.Tensor:
+               chunk_rows: int | None = None,
+               query_vel: torch.Tensor | None = None) -> torch.Tensor:
     """Kernel sums [K, M, 2D+F+1] of every query over the agents of ``grid``.
 
     Args:
         grid: built by ``build_grid`` from these ``pos`` with a cell size >= the
             largest kernel support (the caller's contract: not re-checked).
         pos, vel, kernels, query_pos, query_index, features, memory_budget,
-            chunk_rows: as ``reduce_grid``.
+            chunk_rows, query_vel: as ``reduce_grid`` (``query_vel`` as ``reduce_dense``).
     """
     n_agents, dim = pos.shape
     device, dtype = pos.device, pos.dtype
@@ -347,8 +350,13 @@ def query_grid(grid: NeighborGrid, pos: torch.Tensor, vel: torch.Tensor, kernels
     self_query = query_pos is None
     if self_query:
         query_pos = pos
+        query_vel = vel if query_vel is None else query_vel
         if query_index is None:
             query_index = torch.arange(n_agents, device=device)
+    if has_fov(kernels) and query_vel is None:
+        raise ValueError("reduce_grid: a kernel has a field of view (fov), so query_vel (the "
+                         "queries' headings) is needed with query_pos")
+    heading = query_vel if has_fov(kernels) else None
     n_query = query_pos.shape[0]
     out = torch.zeros(n_query, n_k, width, device=device, dtype=dtype)
     if n_query == 0 or n_agents == 0 or n_k == 0:
@@ -394,6 +402,7 @@ def query_grid(grid: NeighborGrid, pos: torch.Tensor, vel: torch.Tensor, kernels
         incl = torch.cumsum(count, 1)                                   # [m, S]
         shift = start - (incl - count)                                  # agent = shift[s] + slot
         own = None if qself is None else qself[rows]
+        qv = None if heading is None else heading[rows]
         total_np = total.cpu().numpy()
         m = len(total_np)
         block = torch.zeros(m, n_k, width, device=device, dtype=dtype)
@@ -406,7 +415,8 @@ def query_grid(grid: NeighborGrid, pos: torch.Tensor, vel: torch.Tensor, kernels
                 for p0 in range(0, c, max_pairs):
                     block[sl] += _reduce_chunk(table, q[sl], incl[sl], shift[sl],
                                                None if own is None else own[sl], kernels,
-                                               exclude, period, p0, min(c, p0 + max_pairs))
+                                               exclude, period, p0, min(c, p0 + max_pairs),
+                                               None if qv is None else qv[sl])
                 r += 1
                 continue
             window = total_np[r:r + min(row_cap, max_pairs)]
@@ -415,13 +425,14 @@ def query_grid(grid: NeighborGrid, pos: torch.Tensor, vel: torch.Tensor, kernels
             sl = slice(r, r + k)
             block[sl] = _reduce_chunk(table, q[sl], incl[sl], shift[sl],
                                       None if own is None else own[sl], kernels, exclude,
-                                      period, 0, int(total_np[r + k - 1]))
+                                      period, 0, int(total_np[r + k - 1]),
+                                      None if qv is None else qv[sl])
             r += k
         out[rows] = block
     return out.permute(1, 0, 2).contiguous()
 
 
-def _reduce_chunk(table, q, incl, shift, own, kernels, exclude, period, p0, p1):
+def _reduce_chunk(table, q, incl, shift, own, kernels, exclude, period, p0, p1, qv=None):
     """Sums [m, K, 2D+F+1] of m queries over their candidate slots p0 .. p1-1.
 
     Args:
@@ -430,6 +441,7 @@ def _reduce_chunk(table, q, incl, shift, own, kernels, exclude, period, p0, p1):
         incl: [m, S] inclusive cumulative candidate counts over segments.
         shift: [m, S] sorted-agent index minus slot, per segment.
         own: [m] sorted-agent index of each query's own agent (-1 none) or None.
+        qv: [m, D] query velocities (headings of kernels with a field of view) or None.
     """
     m, n_seg = incl.shape
     dim = q.shape[1]
@@ -442,7 +454,13 @@ def _reduce_chunk(table, q, incl, shift, own, kernels, exclude, period, p0, p1):
     g = table.index_select(0, j.view(-1)).view(m, n_slots, -1)         # [m, P, 2D+F+1]
     off = minimum_image(g[..., :dim] - q[:, None, :], period)          # [m, P, D]
     dist = torch.linalg.vector_norm(off, dim=-1)                       # [m, P]
-    w = torch.stack([kern.weights(dist) for kern in kernels], 1)      # [m, K, P]
+    if qv is None:
+        w = torch.stack([kern.weights(dist) for kern in kernels], 1)  # [m, K, P]
+    else:
+        along = torch.einsum("mpd,md->mp", off, qv)
+        reach = dist * torch.linalg.vector_norm(qv, dim=-1)[:, None]
+        w = torch.stack([kern.weights(dist) * in_view(kern, along, reach) if kern.fov is not None
+                         else kern.weights(dist) for kern in kernels], 1)
     # every weight is finite (inverse_square floors d), so masking is a product
     keep = valid.to(w.dtype)
     if own is None or not any(exclude):

@@ -566,6 +566,10 @@ def mean_candidates(pos: torch.Tensor, kernels: list[Kernel], *, period: torch.T
 
 def _check_kernels(kernels) -> float:
     for kern in kernels:
+        if kern.fov is not None:
+            raise ValueError(
+                f"triton backend: kernel {kern.kind!r} has a field of view (fov={kern.fov:g} degrees), "
+                "which the Triton kernel does not implement; use backend='grid' or 'dense'")
         if not math.isfinite(kern.support):
             raise ValueError(
                 f"triton backend: kernel {kern.kind!r} (bandwidth={kern.bandwidth}) has unbounded support, "
