@@ -26,6 +26,7 @@ import torch
 
 from flock.forces import PointForce
 from flock.metrics import find_modes
+from flock.obstacles import attractor_forces
 
 from .view import View
 
@@ -34,6 +35,8 @@ TRAIL_POINTS = 400_000  # at most this many trail dots per frame
 MODE_PREDICT_MAX = 20_000  # mean shift: above this many points, modes are only shown once converged
 BACKGROUND = (14, 17, 26)
 BOX_COLOR = (60, 66, 84)
+OBSTACLE_FILL = (48, 54, 70)
+OBSTACLE_EDGE = (125, 134, 158)
 TEXT_COLOR = (225, 228, 235)
 GROUP_PALETTE = [(255, 193, 7), (79, 195, 247), (239, 83, 80), (102, 187, 106), (186, 104, 200),
                  (255, 138, 101), (77, 208, 225), (212, 225, 87), (240, 98, 146), (161, 136, 127)]
@@ -189,6 +192,42 @@ def draw_cross(surface: pygame.Surface, xy, size: float = 9.0, gap: float = 3.0)
 
 
 # ---------------------------------------------------------------- mean shift modes
+
+
+def plane_in_box(point, normal, origin, size) -> list[list[float]]:
+    """Corners of the polygon where the plane through ``point`` with ``normal`` cuts the box.
+
+    Args:
+        point, normal: [3] the plane. origin, size: [3] the box's low corner and side lengths.
+
+    Returns:
+        The crossing points of the plane with the box's 12 edges, in order around
+        their centre (3 to 6 of them), or [] when the plane misses the box.
+    """
+    n = torch.as_tensor(normal, dtype=torch.float64)
+    p0 = torch.as_tensor(point, dtype=torch.float64)
+    corners = torch.tensor([[origin[k] + size[k] * ((i >> k) & 1) for k in range(3)] for i in range(8)],
+                           dtype=torch.float64)
+    side = (corners - p0) @ n
+    hits = []
+    for i in range(8):
+        for k in range(3):
+            j = i | (1 << k)
+            if j != i and (side[i] < 0) != (side[j] < 0):
+                t = side[i] / (side[i] - side[j])
+                hits.append(corners[i] + t * (corners[j] - corners[i]))
+    if len(hits) < 3:
+        return []
+    pts = torch.stack(hits)
+    centre = pts.mean(0)
+    # order around the centre by the angle in a basis of the plane
+    u = torch.linalg.cross(n, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64))
+    if float(torch.linalg.vector_norm(u)) < 1e-9 * float(torch.linalg.vector_norm(n)):
+        u = torch.linalg.cross(n, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    v = torch.linalg.cross(n, u)
+    rel = pts - centre
+    order = torch.argsort(torch.atan2(rel @ v, rel @ u))
+    return pts[order].tolist()
 
 
 class ModeTracker:
@@ -371,12 +410,14 @@ class Renderer:
         if show_box:
             for a, b in view.box_edges():
                 pygame.draw.line(surface, BOX_COLOR, a.tolist(), b.tolist(), 1)
+        self._draw_obstacles(surface, sim.scenario.obstacles or [], pos)
         if not pixels and n:
             draw_triangles(surface, triangle_vertices(screen, screen_dir, self.agent_size), colors)
         if sim.scenario.is_meanshift and self.color_by == "mode" and self.modes.centers is not None:
             for xy in view.world_to_screen(self.modes.centers.to(pos.dtype)).cpu().tolist():
                 draw_cross(surface, xy)
-        for force in getattr(sim, "point_forces", []):
+        forces = attractor_forces(sim.scenario, sim.time) if sim.scenario.attractors else []
+        for force in forces + list(getattr(sim, "point_forces", [])):
             self._draw_point_force(surface, force, pos)
         if hud:
             self.draw_text(surface, hud, (8, 6))
@@ -398,6 +439,25 @@ class Renderer:
         bg = torch.tensor(self.background, dtype=torch.float32, device=screen.device)
         tint = bg + (colors.to(screen.device).float().repeat(k, 1) - bg) * fade
         splat(image, screen, tint.round().to(torch.uint8), 1)
+
+    def _draw_obstacles(self, surface: pygame.Surface, obstacles, like: torch.Tensor) -> None:
+        """Circles / spheres filled with an outline, segments as thick lines, planes as their
+        outline inside the world box (a sphere's orthographic projection is a circle)."""
+        view = self.view
+        for ob in obstacles:
+            if ob.kind in ("circle", "sphere"):
+                xy = view.world_to_screen(torch.as_tensor([ob.center], dtype=like.dtype))[0].tolist()
+                r = max(1.0, ob.radius * view.scale)
+                pygame.draw.circle(surface, OBSTACLE_FILL, xy, r)
+                pygame.draw.circle(surface, OBSTACLE_EDGE, xy, r, 2)
+            elif ob.kind == "segment":
+                a, b = view.world_to_screen(torch.as_tensor([ob.a, ob.b], dtype=like.dtype)).tolist()
+                pygame.draw.line(surface, OBSTACLE_EDGE, a, b, 3)
+            else:
+                corners = plane_in_box(ob.point, ob.normal, view.box_origin, view.box_size)
+                if len(corners) >= 3:
+                    pts = view.world_to_screen(torch.as_tensor(corners, dtype=like.dtype)).tolist()
+                    pygame.draw.polygon(surface, OBSTACLE_EDGE, pts, 2)
 
     def _draw_point_force(self, surface: pygame.Surface, force: PointForce, like: torch.Tensor) -> None:
         centre = torch.as_tensor([force.center], dtype=like.dtype, device=like.device)

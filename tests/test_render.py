@@ -206,3 +206,42 @@ def test_mean_shift_points_are_coloured_by_their_final_mode_with_crosses():
     assert sim.done
     renderer.draw(surface, sim)
     assert renderer.modes.centers.shape == (6, 2)
+
+
+def test_obstacles_and_scenario_attractors_are_drawn_where_the_view_puts_them():
+    from render.draw import OBSTACLE_EDGE, OBSTACLE_FILL
+
+    data = {"world": {"dims": 2, "size": [100.0, 60.0], "boundary": "soft"},
+            "agents": {"count": 1, "max_speed": 2.0},
+            "rules": {"formulation": "reynolds", "cohesion": {"weight": 1.0, "radius": 5.0},
+                      "alignment": {"weight": 1.0, "radius": 5.0}, "separation": {"weight": 1.0, "radius": 2.0}},
+            "obstacles": [{"kind": "circle", "center": [30.0, 30.0], "radius": 8.0},
+                          {"kind": "segment", "a": [60.0, 10.0], "b": [60.0, 50.0]}],
+            "attractors": [{"position": [85.0, 30.0], "strength": 0.1}],
+            "run": {"device": "cpu"}}
+    sim = flock.Simulation(flock.validate_scenario(data), device="cpu", record_metrics=False)
+    place(sim, [[5.0, 5.0]])
+    view = View((0.0, 0.0), (100.0, 60.0), W, H)
+    surface = pygame.Surface((W, H))
+    Renderer(view).draw(surface, sim, show_box=False)
+    arr = pygame.surfarray.array3d(surface)
+    cx, cy = (int(v) for v in view.world_to_screen(torch.tensor([[30.0, 30.0]]))[0].tolist())
+    assert tuple(arr[cx, cy]) == OBSTACLE_FILL                            # inside the pillar
+    r = 8.0 * view.scale
+    assert tuple(arr[int(cx + r - 1), cy]) == OBSTACLE_EDGE               # its outline
+    sx, sy0 = (int(v) for v in view.world_to_screen(torch.tensor([[60.0, 30.0]]))[0].tolist())
+    assert tuple(arr[sx, sy0]) == OBSTACLE_EDGE                           # the wall
+    ax, ay = (int(v) for v in view.world_to_screen(torch.tensor([[85.0, 30.0]]))[0].tolist())
+    assert tuple(arr[ax, ay]) == (90, 220, 120)                           # the attractor's dot
+    assert tuple(arr[cx, int(cy + r + 4)]) == BACKGROUND                  # and nothing around
+
+
+def test_plane_outline_is_its_cut_through_the_box():
+    from render.draw import plane_in_box
+
+    square = plane_in_box([0, 0, 5.0], [0, 0, 1.0], (0, 0, 0), (10, 10, 10))
+    assert sorted(map(tuple, np.round(square, 9))) == [(0, 0, 5), (0, 10, 5), (10, 0, 5), (10, 10, 5)]
+    hexagon = plane_in_box([5.0, 5.0, 5.0], [1.0, 1.0, 1.0], (0, 0, 0), (10, 10, 10))
+    assert len(hexagon) == 6
+    assert np.allclose(np.asarray(hexagon) @ np.ones(3), 15.0)
+    assert plane_in_box([0, 0, 20.0], [0, 0, 1.0], (0, 0, 0), (10, 10, 10)) == []
