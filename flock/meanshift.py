@@ -260,36 +260,39 @@ def choose_meanshift_backend(kernel: str, n_points: int, bandwidth: float, exten
         device: where the computation runs.
 
     Seconds of one step with every point a seed over every point, on the
-    lesson's blobs (extent ~75), the 2-core CPU of issue 5, torch 2.13:
+    lesson's blobs (extent ~75), the 2-core CPU of issue 5, torch 2.13 (fastest
+    of 3 after a warm-up at 2,000 and 20,000 points, one run at 100,000):
 
         python tools/compare_sklearn.py --backend-steps --sizes 2000,20000,100000
 
-        N        h     flat: dense  grid  plain   gaussian: fused  plain  grid(3h cut)
-        2,000    0.25        0.025 0.008 0.032            0.007    0.063  0.010
-        2,000    2.5         0.014 0.013 0.048            0.015    0.12   0.026
-        2,000    10          0.025 0.077 0.13             0.015    0.13   0.28
-        20,000   0.25        0.34  0.097 5.5              0.95     7.7    0.16
-        20,000   2.5         1.09  1.34  4.8              0.78     7.3    2.4
-        20,000   10          1.5   3.2   1.7              0.60     1.8    2.8
-        100,000  0.25        0.53  0.12  -                7.4      -      1.0
-        100,000  2.5         4.1   6.4   -                7.8      -      25
-        100,000  10          10.6  18.8  -                7.5      -      -
+        N        h     flat: dense  grid  plain   gaussian: fused  plain  dense(3h cut)  grid(3h cut)
+        2,000    0.25        0.004 0.005 0.004            0.005    0.035  0.018          0.006
+        2,000    2.5         0.003 0.009 0.004            0.005    0.020  0.017          0.013
+        2,000    10          0.003 0.012 0.004            0.004    0.006  0.015          0.046
+        20,000   0.25        0.048 0.022 0.96             0.36     3.2    0.13           0.075
+        20,000   2.5         0.071 0.42  0.95             0.36     2.4    0.26           0.96
+        20,000   10          0.30  1.3   0.96             0.37     1.0    0.89           6.1
+        100,000  0.25        0.58  0.26  -                9.3      -      1.4            1.7
+        100,000  2.5         1.0   23    -                9.2      -      9.8            38
+        100,000  10          3.2   31    -                9.2      -      23             117
 
-    ("dense" is the estimator's spatially batched dense calls, "plain" one
-    dense call over all pairs.) So: the Gaussian runs fused, exact and 2-10x
-    faster than dense, with no N x N memory (for bandwidths under ~1/100 of the
-    extent the 3 h-truncated Gaussian on the grid is faster still, but
-    truncated: ask for it with ``backend="grid"``). Flat and triangular kernels
-    run on the grid once the support is under 1/100 of the extent and N >= 2,000,
-    and on batched dense otherwise (timings vary by ~2x run to run on this
-    shared machine; the choices hold across runs). On CUDA (not measured here) dense does
-    20,000 x 20,000 pairs in milliseconds, so the grid is kept for N >= 100,000.
+    ("dense" is the estimator's spatially batched matrix-product calls,
+    ``flock.neighbors.gemm.reduce_gemm``; "plain" one such call over all pairs,
+    which is what ``backend="dense"`` does for the untruncated Gaussian.) So: the
+    Gaussian runs fused, exact and 3-7x faster than dense over all pairs, with no
+    N x N memory (for bandwidths under ~1/100 of the extent the 3 h-truncated
+    Gaussian is faster still, but truncated: ask for it with ``backend="grid"``).
+    Flat and triangular kernels run on the grid once the support is under 1/100
+    of the extent and N >= 20,000, and on batched dense otherwise (timings vary
+    by ~2x run to run on this shared machine; the choices hold across runs). On
+    CUDA (not measured here) dense does 20,000 x 20,000 pairs in milliseconds,
+    so the grid is kept for N >= 100,000.
     """
     if kernel == "gaussian":
         return "fused"
     dev = torch.device(device)
     small_support = extent > 0 and bandwidth < extent / 100
-    min_n = 100_000 if dev.type == "cuda" else 2_000
+    min_n = 100_000 if dev.type == "cuda" else 20_000
     return "grid" if small_support and n_points >= min_n else "dense"
 
 

@@ -255,6 +255,7 @@ def test_choose_backend():
     assert choose_meanshift_backend("flat", 20_000, 2.5, 70.0, "cpu") == "dense"
     assert choose_meanshift_backend("triangular", 20_000, 0.25, 70.0, "cpu") == "grid"
     assert choose_meanshift_backend("flat", 500, 0.25, 70.0, "cpu") == "dense"
+    assert choose_meanshift_backend("flat", 5_000, 0.25, 70.0, "cpu") == "dense"     # grid from 20,000
     assert choose_meanshift_backend("flat", 20_000, 0.25, 70.0, "cuda") == "dense"
     assert MeanShift(bandwidth=2.0).fit(small_blobs(0)[0]).backend_ == "dense"
 

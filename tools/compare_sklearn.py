@@ -142,6 +142,9 @@ def run_sklearn(X, params: dict, timeout: float) -> dict:
         proc.join(5)
         return {"status": f"timeout {timeout:g}s"}
     proc.join(30)
+    if proc.is_alive():   # joblib's worker pool can keep the child from exiting: the result is in
+        proc.terminate()
+        proc.join(5)
     if status != "ok":
         return {"status": extra}
     return {"status": "ok", "seconds": seconds, "labels": labels, "n_clusters": extra}
