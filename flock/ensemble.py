@@ -212,9 +212,6 @@ class MemberBatch(Simulation):
 
     def _resolve_backend(self) -> None:
         if getattr(self, "requested_backend", None) == "triton":
-            if has_fov(self.kernels()):
-                raise ScenarioError("ensemble backend: 'triton' does not implement the field of view "
-                                    "(rules.field_of_view); use auto, dense or grid")
             self.backend = "triton"
             return
         super()._resolve_backend()

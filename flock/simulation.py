@@ -16,7 +16,7 @@ from .errors import ScenarioError
 from .forces import PointForce, point_force_acceleration
 from .obstacles import attractor_forces, avoidance_acceleration, project_out
 from .species import GroupDynamics, agent_limits, group_rules, initial_group_state
-from .kernels import Kernel, has_fov, max_support
+from .kernels import Kernel, max_support
 from .metrics import (MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed,
                       polarization)
 from .neighbors import BACKENDS, choose_backend, is_fused_compatible, reduce_neighbors
@@ -169,9 +169,6 @@ class Simulation:
         if req in ("grid", "triton") and math.isinf(max_support(kernels)):
             raise ScenarioError(f"run.backend: '{req}' needs kernels of finite support, but the untruncated "
                                 "gaussian has none; set rules.truncate: true (3 x bandwidth) or use dense/fused")
-        if req == "triton" and has_fov(kernels):
-            raise ScenarioError("run.backend: 'triton' does not implement the field of view "
-                                "(rules.field_of_view); use auto, grid or dense")
         if req == "triton":
             from .neighbors.triton_grid import triton_usable
 
@@ -209,10 +206,7 @@ class Simulation:
         extra = {}
         if isinstance(self.dynamics, GroupDynamics):
             extra["features"] = self.dynamics.features(self._state, self.world)
-        backend = self.backend
-        if backend == "triton" and has_fov(kernels):
-            backend = "grid"   # a view cone set live (a slider) on a Triton run: the kernel has none
-        return reduce_neighbors(pos, self._state.vel, kernels, backend=backend,
+        return reduce_neighbors(pos, self._state.vel, kernels, backend=self.backend,
                                 period=self.world.period(pos), **extra)
 
     @property

@@ -8,7 +8,7 @@ from flock import Simulation
 from flock.ensemble import reduce_dense_batched
 from flock.errors import ScenarioError
 from flock.kernels import Kernel
-from flock.neighbors import choose_backend, is_fused_compatible, reduce_neighbors
+from flock.neighbors import is_fused_compatible, reduce_neighbors
 from flock.neighbors.dense import reduce_dense
 from flock.scenario import load_scenario, validate_scenario
 from flock.testing import reference_sums
@@ -83,11 +83,6 @@ def test_ensemble_batched_dense_matches_each_member():
         torch.testing.assert_close(got[e], reduce_dense(pos[e], vel[e], KERNELS))
 
 
-def test_auto_never_picks_triton_for_a_view_cone():
-    k = [Kernel("flat", radius=1.0, fov=270)]
-    assert choose_backend(10_000, k, "cpu", (100.0, 100.0)) == "grid"
-
-
 BOIDS = {
     "world": {"dims": 2, "size": [200, 200], "boundary": "wrap"},
     "agents": {"count": 300, "max_speed": 2.0, "velocity": {"kind": "random_direction", "speed": 1.0}},
@@ -128,9 +123,3 @@ def test_netlogo_sees_all_around():
     data["rules"]["field_of_view"] = 300
     with pytest.raises(ScenarioError, match="rules.field_of_view: NetLogo's Flocking turtles see all around"):
         validate_scenario(data)
-
-
-def test_triton_backend_refuses_a_view_cone_clearly():
-    with pytest.raises(ScenarioError, match="'triton' does not implement the field of view"):
-        Simulation.from_scenario(validate_scenario({**BOIDS, "run": {**BOIDS["run"], "backend": "triton"}}),
-                                 device="cpu")

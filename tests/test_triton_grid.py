@@ -80,6 +80,34 @@ def test_every_kind_matches_dense(tdevice, dim, periodic):
     _close(got, reduce_dense(pos, vel, ALL_KINDS, period=period), torch.float64)
 
 
+FOV_KINDS = [Kernel("flat", radius=2.0, fov=240), Kernel("inverse_square", radius=1.5, fov=120),
+             Kernel("triangular", radius=1.8), Kernel("gaussian", bandwidth=0.7, radius=2.0, fov=300)]
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("periodic", [False, True], ids=["open", "wrap"])
+def test_field_of_view_matches_dense(tdevice, dim, periodic):
+    pos, vel, size = _cloud(100, dim, (8.0, 7.0, 6.0), torch.float64, tdevice, seed=5)
+    vel[:4] = 0.0      # at rest: sees all around
+    period = size if periodic else None
+    got = tg.reduce_triton(pos, vel, FOV_KINDS, period=period, chunk_rows=128)
+    _close(got, reduce_dense(pos, vel, FOV_KINDS, period=period), torch.float64)
+
+
+def test_field_of_view_with_queries_and_members(tdevice):
+    pos, vel, _ = _cloud(90, 2, (6.0, 6.0), torch.float64, tdevice, seed=6)
+    q, qv = pos[:30] + 0.05, torch.flip(vel[:30], [1])
+    k = [Kernel("flat", radius=1.5, fov=200, exclude_self=False)]
+    got = tg.reduce_triton(pos, vel, k, query_pos=q, query_vel=qv, chunk_rows=64)
+    _close(got, reduce_dense(pos, vel, k, query_pos=q, query_vel=qv), torch.float64)
+    with pytest.raises(ValueError, match="query_vel"):
+        tg.reduce_triton(pos, vel, k, query_pos=q)
+    members = torch.stack([pos[:45], pos[45:]]), torch.stack([vel[:45], vel[45:]])
+    batched = tg.reduce_triton_batched(*members, FOV_KINDS, chunk_rows=64)
+    for e in range(2):
+        _close(batched[e], reduce_dense(members[0][e], members[1][e], FOV_KINDS), torch.float64)
+
+
 def test_float32_circles_3d(tdevice):
     # the benchmark's two channels, in the default dtype
     kernels = [Kernel("circles", radius=2.0, strength=0.05), Kernel("flat", radius=2.0, open_center=True)]
@@ -199,12 +227,12 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 from flock.neighbors import triton_grid as tg
-sig = {"table_ptr": "*fp32", "qpos_ptr": "*fp32", "qcell_ptr": "*i32", "qown_ptr": "*i32",
+sig = {"table_ptr": "*fp32", "qpos_ptr": "*fp32", "qvel_ptr": "*fp32", "qcell_ptr": "*i32", "qown_ptr": "*i32",
        "qorder_ptr": "*i64", "cellptr_ptr": "*i32", "period_ptr": "*fp32", "kind_ptr": "*i32",
        "flag_ptr": "*i32", "par_ptr": "*fp32", "out_ptr": "*fp32", "n_query": "i32", "n0": "i32",
        "n1": "i32", "n2": "i32", "cells_per_member": "i32"}
 consts = dict(D=3, C=6, WP=8, K=2, KP=2, PERIODIC=True, HAS_TRI=True, HAS_GAUSS=True, HAS_INVSQ=True,
-              HAS_CIRCLES=True, WIDE=False, F64=False, BLOCK=64)
+              HAS_CIRCLES=True, HAS_FOV=True, WIDE=False, F64=False, BLOCK=64)
 first = len(sig)
 sig.update({name: "constexpr" for name in consts})
 src = ASTSource(fn=JITFunction(tg._KERNEL_SOURCES["cell_sum"]), signature=sig,

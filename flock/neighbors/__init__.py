@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ..kernels import Kernel, has_fov, max_support
+from ..kernels import Kernel, max_support
 from .dense import DEFAULT_MEMORY_BUDGET, dense_chunk_rows, reduce_dense
 
 BACKENDS = ("auto", "dense", "grid", "fused", "triton")
@@ -41,7 +41,7 @@ def choose_backend(n_agents: int, kernels: list[Kernel], device: torch.device | 
     """The backend ``auto`` resolves to.
 
     Finite support, enough agents and a world several supports wide -> grid (triton on
-    CUDA when triton is installed and no channel has a field of view); untruncated Gaussian -> fused; otherwise dense.
+    CUDA when triton is installed); untruncated Gaussian -> fused; otherwise dense.
     """
     device = torch.device(device)
     support = max_support(kernels)
@@ -51,7 +51,7 @@ def choose_backend(n_agents: int, kernels: list[Kernel], device: torch.device | 
         return "dense"
     if world_size is not None and min(world_size) / support < GRID_MIN_CELLS_PER_AXIS:
         return "dense"
-    if device.type == "cuda" and not has_fov(kernels):
+    if device.type == "cuda":
         from .triton_grid import triton_available
 
         if triton_available():

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..kernels import Kernel, max_support
+from ..kernels import Kernel, has_fov, max_support
 from .dense import DEFAULT_MEMORY_BUDGET
 
 try:  # the module imports without Triton; using it then raises a clear error
@@ -148,21 +148,24 @@ if triton is not None:
             rank += (ok & (other < agent)).to(tl.int64)
         tl.store(order_ptr + lo + rank, agent, mask=live)
 
-    def _cell_sum_kernel(table_ptr, qpos_ptr, qcell_ptr, qown_ptr, qorder_ptr, cellptr_ptr, period_ptr,
-                         kind_ptr, flag_ptr, par_ptr, out_ptr,
+    def _cell_sum_kernel(table_ptr, qpos_ptr, qvel_ptr, qcell_ptr, qown_ptr, qorder_ptr, cellptr_ptr,
+                         period_ptr, kind_ptr, flag_ptr, par_ptr, out_ptr,
                          n_query, n0, n1, n2, cells_per_member,
                          D: tl.constexpr, C: tl.constexpr, WP: tl.constexpr, K: tl.constexpr,
                          KP: tl.constexpr, PERIODIC: tl.constexpr, HAS_TRI: tl.constexpr,
                          HAS_GAUSS: tl.constexpr, HAS_INVSQ: tl.constexpr, HAS_CIRCLES: tl.constexpr,
-                         WIDE: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr):
+                         HAS_FOV: tl.constexpr, WIDE: tl.constexpr, F64: tl.constexpr,
+                         BLOCK: tl.constexpr):
         """Sums of BLOCK cell-sorted queries over the agents of their 3^D neighboring cells.
 
         table: [N, C] cell-sorted [x, v, f]; qpos: [M, D] cell-sorted query positions;
+        qvel: [M, D] their velocities (read only with HAS_FOV: the view cones' headings);
         qcell: [M] int32 query cell ids (member * cells_per_member + local id);
         qown: [M] int32 sorted slot of each query's own agent (-1 none); qorder: [M] int64
         original query index; cellptr: [cells + 1] int32 first slot of each cell;
         kind/flag/par: per-channel kind id, [exclude_self, open_center], [radius,
-        bandwidth, strength, inverse-square floor]; out: [K, M, C + 1].
+        bandwidth, strength, inverse-square floor, cos(fov / 2) or -2 without a
+        view cone]; out: [K, M, C + 1].
         """
         W = C + 1
         slot = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -191,6 +194,13 @@ if triton is not None:
         bw = tl.load(par_ptr + KP + kk)[None, :]
         amp = tl.load(par_ptr + 2 * KP + kk)[None, :]
         floor_d = tl.load(par_ptr + 3 * KP + kk)[None, :]
+        if HAS_FOV:
+            qv2 = tl.load(qvel_ptr + slot[:, None] * D + col2, mask=live[:, None] & is_pos, other=0.0)
+            if F64:
+                qspeed = tl.sqrt(tl.sum(qv2 * qv2, axis=1))
+            else:
+                qspeed = tl.sqrt_rn(tl.sum(qv2 * qv2, axis=1))
+            cosf = tl.load(par_ptr + 4 * KP + kk)[None, :]
 
         acc = tl.zeros([BLOCK, KP, WP], dtype=q2.dtype)
 
@@ -282,6 +292,10 @@ if triton is not None:
                 keep = (dd < rad) & (kind >= 0) & ok[:, None]
                 keep = keep & ~(openc & (dd <= 0.0))
                 keep = keep & ~(excl & (j == own)[:, None])
+                if HAS_FOV:
+                    # seen when d . v_i >= cos(fov / 2) |d| |v_i|; cos = -2 for no cone
+                    along = tl.sum(tl.where(is_pos, d * qv2, 0.0), axis=1)
+                    keep = keep & (along[:, None] >= cosf * (dist * qspeed)[:, None])
                 w = tl.where(keep, w, 0.0)
                 val = tl.where(col2 == C, 1.0, d)            # [BLOCK, WP]: offset, v, f, 1
                 acc += w[:, :, None] * val[:, None, :]
@@ -566,10 +580,6 @@ def mean_candidates(pos: torch.Tensor, kernels: list[Kernel], *, period: torch.T
 
 def _check_kernels(kernels) -> float:
     for kern in kernels:
-        if kern.fov is not None:
-            raise ValueError(
-                f"triton backend: kernel {kern.kind!r} has a field of view (fov={kern.fov:g} degrees), "
-                "which the Triton kernel does not implement; use backend='grid' or 'dense'")
         if not math.isfinite(kern.support):
             raise ValueError(
                 f"triton backend: kernel {kern.kind!r} (bandwidth={kern.bandwidth}) has unbounded support, "
@@ -584,7 +594,7 @@ def _channel_params(kernels: list[Kernel], device, dtype) -> tuple[torch.Tensor,
     kp = max(2, triton.next_power_of_2(n_k))
     kind = [-1] * kp
     flags = [0] * (2 * kp)
-    par = [1.0] * (4 * kp)
+    par = [1.0] * (5 * kp)
     for k, kern in enumerate(kernels):
         kind[k] = KIND_IDS[kern.kind]
         flags[k] = int(kern.exclude_self)
@@ -593,14 +603,17 @@ def _channel_params(kernels: list[Kernel], device, dtype) -> tuple[torch.Tensor,
         par[kp + k] = float(kern.bandwidth) if kern.bandwidth is not None else 1.0
         par[2 * kp + k] = float(kern.strength)
         par[3 * kp + k] = 1e-3 * float(kern.radius)
+        # -2, not -1: |d . v| can round a hair above |d| |v| for a neighbor dead behind
+        par[4 * kp + k] = kern.cos_half_fov if kern.fov is not None else -2.0
     as_t = lambda v, dt: torch.tensor(v, device=device, dtype=dt)  # noqa: E731
     return as_t(kind, torch.int32), as_t(flags, torch.int32), as_t(par, dtype), kp
 
 
 def _launch(cells: CellList, table: torch.Tensor, qpos: torch.Tensor, qcell: torch.Tensor,
             qown: torch.Tensor, qorder: torch.Tensor, kernels: list[Kernel], period: torch.Tensor | None,
-            dim: int, block: int, num_warps: int | None) -> torch.Tensor:
-    """Run ``_cell_sum_kernel`` over cell-sorted queries; returns [K, M, C + 1]."""
+            dim: int, block: int, num_warps: int | None, qvel: torch.Tensor | None = None) -> torch.Tensor:
+    """Run ``_cell_sum_kernel`` over cell-sorted queries (velocities ``qvel`` for view cones);
+    returns [K, M, C + 1]."""
     device, dtype = table.device, table.dtype
     n_query = qpos.shape[0]
     n_col = table.shape[1]
@@ -614,11 +627,12 @@ def _launch(cells: CellList, table: torch.Tensor, qpos: torch.Tensor, qcell: tor
     extra = dict(_LAUNCH) if num_warps is None else {**_LAUNCH, "num_warps": num_warps}
     grid = (triton.cdiv(n_query, block),)
     _kernels()["cell_sum"][grid](
-        table, qpos, qcell, qown, qorder, cells.ptr.to(torch.int32), per, kind, flags, par, out,
+        table, qpos, qpos if qvel is None else qvel, qcell, qown, qorder, cells.ptr.to(torch.int32), per,
+        kind, flags, par, out,
         n_query, n_cells[0], n_cells[1], n_cells[2], cells.geometry.n_total,
         D=dim, C=n_col, WP=triton.next_power_of_2(width), K=len(kernels), KP=kp,
         PERIODIC=period is not None, HAS_TRI="triangular" in kinds, HAS_GAUSS="gaussian" in kinds,
-        HAS_INVSQ="inverse_square" in kinds, HAS_CIRCLES="circles" in kinds,
+        HAS_INVSQ="inverse_square" in kinds, HAS_CIRCLES="circles" in kinds, HAS_FOV=has_fov(kernels),
         WIDE=table.numel() >= 2**31 - 1, F64=dtype == torch.float64, BLOCK=block, **extra)
     return out
 
@@ -637,7 +651,8 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
                   memory_budget: int = DEFAULT_MEMORY_BUDGET,
                   chunk_rows: int | None = None,
                   bounds: torch.Tensor | None = None,
-                  num_warps: int | None = None) -> torch.Tensor:
+                  num_warps: int | None = None,
+                  query_vel: torch.Tensor | None = None) -> torch.Tensor:
     """Kernel sums of every query over the agents in its 3^D neighboring cells, in one fused kernel.
 
     Same arguments, semantics and layout as ``reduce_dense``, plus:
@@ -649,13 +664,16 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
         bounds: [2, D] low / high corners to bin over in an open world; default the
             bounding box of agents and queries. Only speed depends on it.
         num_warps: Triton launch option (GPU tuning; default Triton's).
+        query_vel: [M, D] query velocities for kernels with a field of view
+            (default ``vel`` when ``query_pos`` is None).
 
     Returns:
         S: [K, M, 2D + F + 1], layout [positions (D), velocities (D), features (F), weight sum (1)].
 
     Raises:
-        ValueError: a kernel has unbounded support (an untruncated Gaussian), or the
-            tensors are on a CPU without the Triton interpreter.
+        ValueError: a kernel has unbounded support (an untruncated Gaussian), a kernel
+            has a field of view and explicit queries come without ``query_vel``, or
+            the tensors are on a CPU without the Triton interpreter.
         ImportError: triton is not installed.
     """
     support = _check_kernels(kernels)
@@ -664,9 +682,13 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
     n_feat = 0 if features is None else features.shape[1]
     if n_query == 0 or n_agents == 0 or len(kernels) == 0:
         return torch.zeros(len(kernels), n_query, 2 * dim + n_feat + 1, device=pos.device, dtype=pos.dtype)
+    self_query = query_pos is None
+    fov = has_fov(kernels)
+    if fov and not self_query and query_vel is None:
+        raise ValueError("reduce_triton: a kernel has a field of view (fov), so query_vel (the "
+                         "queries' headings) is needed with query_pos")
     _require_triton(pos.device)
     device, dtype = pos.device, pos.dtype
-    self_query = query_pos is None
     if self_query and query_index is None:
         query_index = torch.arange(n_agents, device=device)
     points = pos if self_query else torch.cat([pos, query_pos.to(dtype)])
@@ -676,14 +698,19 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
     table = [pos, vel] + ([] if features is None else [features.to(dtype)])
     table = torch.cat(table, 1)[order].contiguous()                     # [N, 2D+F], cell order
 
+    qvel = None
     if self_query:
         qorder, qcell = order, cells.cell[order]
         qpos = table[:, :dim].contiguous()
+        if fov:
+            qvel = (table[:, dim:2 * dim] if query_vel is None else query_vel.to(dtype)[order]).contiguous()
     else:
         qc = geometry.cell_ids(query_pos)
         qorder, _ = counting_sort(qc, geometry.n_total)
         qcell = qc[qorder]
         qpos = query_pos.to(dtype)[qorder].contiguous()
+        if fov:
+            qvel = query_vel.to(dtype)[qorder].contiguous()
     qown = torch.full((n_query,), -1, device=device, dtype=torch.int64)
     if query_index is not None and any(k.exclude_self for k in kernels):
         inv = torch.empty_like(order)
@@ -692,7 +719,7 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
         ok = (qi >= 0) & (qi < n_agents)
         qown = torch.where(ok, inv[qi.clamp(0, n_agents - 1)], qown)
     return _launch(cells, table, qpos, qcell.to(torch.int32), qown.to(torch.int32), qorder,
-                   kernels, period, dim, _block_size(chunk_rows), num_warps)
+                   kernels, period, dim, _block_size(chunk_rows), num_warps, qvel)
 
 
 def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
@@ -736,8 +763,9 @@ def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ke
     qown = torch.arange(flat.shape[0], device=device, dtype=torch.int32)
     if not any(k.exclude_self for k in kernels):
         qown = torch.full_like(qown, -1)
+    qvel = table[:, dim:2 * dim].contiguous() if has_fov(kernels) else None
     out = _launch(cells, table, table[:, :dim].contiguous(), cells.cell[order].to(torch.int32), qown,
-                  order, kernels, period, dim, _block_size(chunk_rows), num_warps)
+                  order, kernels, period, dim, _block_size(chunk_rows), num_warps, qvel)
     return out.reshape(len(kernels), n_mem, n_agents, -1).permute(1, 0, 2, 3)
 
 
