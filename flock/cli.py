@@ -21,49 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ScenarioError
-
-
-class MetricsCsvWriter:
-    """Writes each metrics row to ``path`` as it is recorded, flushed, so an interrupted run keeps it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._fh = open(path, "w", newline="", encoding="utf-8")
-        self._writer: csv.DictWriter | None = None
-
-    def __call__(self, row: dict) -> None:
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._fh, fieldnames=list(row))
-            self._writer.writeheader()
-        self._writer.writerow(row)
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
-
-
-def save_final_state(sim, path: Path) -> None:
-    """``pos`` and ``vel`` ([N, D]), ``group`` ([N]) and ``step`` of ``sim`` as a .npz file."""
-    st = sim.state
-    np.savez(path, pos=st.pos.cpu().numpy(), vel=st.vel.cpu().numpy(), group=st.group.cpu().numpy(),
-             step=np.int64(sim.step_count))
-
-
-def _summary(sim, seconds: float, interrupted: bool) -> str:
-    n = sim.state.n_agents
-    steps = sim.metrics.last().get("step", sim.step_count) if sim.metrics else sim.step_count
-    rate = n * sim.step_count / seconds if seconds > 0 else math.inf
-    name = sim.scenario.name or (sim.scenario.source.stem if sim.scenario.source else "scenario")
-    head = "interrupted" if interrupted else "done"
-    text = (f"{name}: {head} after {steps} steps of {n} agents in {seconds:.2f} s "
-            f"({rate:,.0f} agent-steps/s) on {sim.device}, backend {sim.backend}")
-    last = sim.metrics.last()
-    if sim.scenario.is_meanshift:
-        conv = "converged" if sim.done and sim.last_shift < sim.scenario.rules.tol else "not converged"
-        text += f"; {last.get('n_modes', '?')} modes, {conv} (shift {sim.last_shift:.2e})"
-    elif last and "polarization" in last:
-        text += f"; polarization {last['polarization']:.3f}, mean speed {last['mean_speed']:.3f}"
-    return text
+from .run_output import MetricsCsvWriter, run_summary, save_final_state
 
 
 def _open_window_runner(args):
@@ -221,7 +179,7 @@ def cmd_run(args) -> int:
             recorder.close()
         if checkpoints is not None and not interrupted:  # Ctrl-C may land inside a step
             checkpoints(sim, force=True)
-    print(_summary(sim, seconds, interrupted))
+    print(run_summary(sim, seconds, interrupted))
     print(f"wrote {out / 'metrics.csv'} and {out / 'final_state.npz'}")
     for line in written:
         print(line)

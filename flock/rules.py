@@ -281,16 +281,3 @@ class CirclesDynamics:
         dim = pos.shape[1]
         count = torch.clamp_min(sums[1, :, -1:], 1.0)
         return (sums[0, :, :dim] - pos * sums[0, :, -1:]) / count
-
-
-def make_dynamics(scenario):
-    """The dynamics object for ``scenario.rules.formulation``."""
-    if scenario.rules.formulation == "meanshift":
-        return MeanShiftDynamics(scenario)
-    if scenario.rules.formulation == "circles":
-        return CirclesDynamics(scenario)
-    if scenario.species is not None or scenario.interactions is not None:
-        from .species import GroupDynamics
-
-        return GroupDynamics(scenario)
-    return BoidDynamics(scenario)

@@ -20,7 +20,7 @@ from .kernels import Kernel, max_support
 from .metrics import (MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed,
                       polarization)
 from .neighbors import BACKENDS, choose_backend, is_fused_compatible, reduce_neighbors
-from .rules import make_dynamics
+from .rules import BoidDynamics, CirclesDynamics, MeanShiftDynamics
 from .scenario import Scenario, load_scenario
 from .state import FlockState
 from .integrate import integrate
@@ -52,6 +52,17 @@ def resolve_dtype(requested) -> torch.dtype:
     if requested not in _DTYPES:
         raise ScenarioError(f"dtype: expected 'float32' or 'float64', got {requested!r}")
     return _DTYPES[requested]
+
+
+def make_dynamics(scenario):
+    """The dynamics object for ``scenario.rules.formulation`` (groups -> ``GroupDynamics``)."""
+    if scenario.rules.formulation == "meanshift":
+        return MeanShiftDynamics(scenario)
+    if scenario.rules.formulation == "circles":
+        return CirclesDynamics(scenario)
+    if scenario.species is not None or scenario.interactions is not None:
+        return GroupDynamics(scenario)
+    return BoidDynamics(scenario)
 
 
 class Simulation:

@@ -29,6 +29,7 @@ import pygame
 import torch
 
 from flock.errors import ScenarioError
+from flock.run_output import run_summary, save_final_state
 from flock.forces import PointForce
 
 from .draw import Renderer
@@ -436,7 +437,6 @@ class Window:
 
     def close(self) -> list[Path]:
         """Write metrics.csv and final_state.npz into the run's folder; returns their paths."""
-        from flock.cli import save_final_state  # noqa: PLC0415
 
         self.out.mkdir(parents=True, exist_ok=True)
         metrics, final = self.out / "metrics.csv", self.out / "final_state.npz"
@@ -461,7 +461,6 @@ def run_window(sim, steps: int | None = None, out=None, args=None, *, size=None,
     Raises:
         WindowUnavailable: no display could be opened.
     """
-    from flock.cli import _summary  # noqa: PLC0415  (the same closing line as a headless run)
 
     ok, why = window_available(allow_dummy=allow_dummy)
     if not ok:
@@ -486,6 +485,6 @@ def run_window(sim, steps: int | None = None, out=None, args=None, *, size=None,
         seconds = time.perf_counter() - start
         written = window.close()
         pygame.display.quit()
-    print(_summary(sim, seconds, interrupted))
+    print(run_summary(sim, seconds, interrupted))
     print(f"wrote {' and '.join(str(p) for p in written if p.exists())}")
     return 130 if interrupted else 0

@@ -1,7 +1,6 @@
 """Boid rules against per-agent references, and their behaviour."""
 
 import numpy as np
-import pytest
 import torch
 
 import flock
