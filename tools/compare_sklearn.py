@@ -102,6 +102,12 @@ def _sklearn_child(X, params, queue):
         start = time.perf_counter()
         model = SkMeanShift(**params).fit(X)
         queue.put(("ok", time.perf_counter() - start, model.labels_, len(model.cluster_centers_)))
+        try:    # stop joblib's workers so that this process exits by itself
+            from joblib.externals.loky import get_reusable_executor
+
+            get_reusable_executor().shutdown(wait=True)
+        except Exception:  # noqa: BLE001  (an older joblib: the parent terminates the child)
+            pass
     except Exception as exc:  # reported in the table, not raised
         queue.put(("error", 0.0, None, f"{type(exc).__name__}: {exc}"))
 
