@@ -244,3 +244,20 @@ def reference_netlogo_step(pos, heading_deg, *, size, origin, vision=3.0, min_se
     step = speed * np.stack([np.sin(np.radians(new_heading)), np.cos(np.radians(new_heading))], axis=1)
     new_pos = origin + np.mod(pos + step - origin, size)
     return new_pos, new_heading
+
+
+def adjusted_rand_index(a, b) -> float:
+    """ARI of two labelings (the formula of Hubert & Arabie; no scikit-learn needed)."""
+    a, b = np.asarray(a), np.asarray(b)
+    _, ai = np.unique(a, return_inverse=True)
+    _, bi = np.unique(b, return_inverse=True)
+    table = np.zeros((ai.max() + 1, bi.max() + 1))
+    np.add.at(table, (ai, bi), 1)
+
+    def pairs(x):
+        return float((x * (x - 1) / 2).sum())
+    n = len(a)
+    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
+    expected = rows * cols / (n * (n - 1) / 2)
+    top = (rows + cols) / 2
+    return 1.0 if top == expected else (index - expected) / (top - expected)

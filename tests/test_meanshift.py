@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from torch.distributions.multivariate_normal import MultivariateNormal
 
 from flock.meanshift import MeanShift, NotFittedError, choose_meanshift_backend, estimate_bandwidth
+from flock.testing import adjusted_rand_index as ari
 
 
 def lesson_blobs(n_per_blob=250):
@@ -28,23 +29,6 @@ def small_blobs(seed=0, n=120, std=0.6, dim=2):
         rng.uniform(-8, 8, (3, dim))
     X = np.concatenate([c + std * rng.standard_normal((n // 3, dim)) for c in centres])
     return X, np.repeat(np.arange(3), n // 3)
-
-
-def ari(a, b):
-    """Adjusted Rand index (no scikit-learn needed)."""
-    a, b = np.asarray(a), np.asarray(b)
-    _, ai = np.unique(a, return_inverse=True)
-    _, bi = np.unique(b, return_inverse=True)
-    table = np.zeros((ai.max() + 1, bi.max() + 1))
-    np.add.at(table, (ai, bi), 1)
-
-    def pairs(x):
-        return (x * (x - 1) / 2).sum()
-    n = len(a)
-    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
-    expected = rows * cols / (n * (n - 1) / 2)
-    top = (rows + cols) / 2
-    return 1.0 if top == expected else (index - expected) / (top - expected)
 
 
 # ---------------------------------------------------------------- the lesson's data

@@ -52,6 +52,7 @@ if str(ROOT) not in sys.path:
 
 import flock  # noqa: E402
 from flock.meanshift import MeanShift  # noqa: E402
+from flock.testing import adjusted_rand_index  # noqa: E402
 
 VARIANTS = {
     "flat": dict(kernel="flat", bin_seeding=False),
@@ -72,23 +73,6 @@ def lesson_blobs(n_points: int, seed: int = 42) -> tuple[np.ndarray, np.ndarray]
         cov = torch.diag(torch.tensor([5.0, 5.0]))
         data = torch.cat([MultivariateNormal(c, cov).sample((k,)) for c, k in zip(centroids, sizes)])
     return data.numpy(), np.repeat(np.arange(6), sizes)
-
-
-def adjusted_rand_index(a, b) -> float:
-    """ARI of two labelings (the formula of Hubert & Arabie; no scikit-learn needed)."""
-    a, b = np.asarray(a), np.asarray(b)
-    _, ai = np.unique(a, return_inverse=True)
-    _, bi = np.unique(b, return_inverse=True)
-    table = np.zeros((ai.max() + 1, bi.max() + 1))
-    np.add.at(table, (ai, bi), 1)
-
-    def pairs(x):
-        return float((x * (x - 1) / 2).sum())
-    n = len(a)
-    index, rows, cols = pairs(table), pairs(table.sum(1)), pairs(table.sum(0))
-    expected = rows * cols / (n * (n - 1) / 2)
-    top = (rows + cols) / 2
-    return 1.0 if top == expected else (index - expected) / (top - expected)
 
 
 # ------------------------------------------------------------------ scikit-learn, in a child

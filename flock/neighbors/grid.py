@@ -127,6 +127,61 @@ def _rounding_margin(dtype: torch.dtype, support: float, scale: float) -> float:
     return 4.0 * eps * (support + scale)
 
 
+def cell_layout(points: torch.Tensor, cell_size: float, *, period: torch.Tensor | None = None,
+                bounds: torch.Tensor | None = None, max_cells: int | None = None,
+                caller: str = "cell_layout") -> tuple[list[float], list[float], list[int]]:
+    """Where the cells lie: (low corner [D], cell widths [D], cells per axis [D]).
+
+    Shared by the torch grid (``build_grid``) and the Triton cell list
+    (``triton_grid.cell_geometry``).
+
+    Args:
+        points: [P, D] float, world units: everything that will be binned.
+        cell_size: smallest cell width (the largest kernel support), finite and > 0;
+            cells come out a float rounding margin wider, and wider still when the
+            box would need more than ``max_cells`` cells.
+        period: [D] box lengths of a periodic world ([0, L) per axis; cells per axis
+            floor(L / width), at least 1, so they tile the box), or None.
+        bounds: [2, D] low / high corners of an open world; default the bounding box
+            of ``points`` (points outside fall into the edge cells).
+        max_cells: cap on the total number of cells (default 2 P + 64).
+        caller: names the function in the error message.
+    """
+    if not (cell_size > 0 and math.isfinite(cell_size)):
+        raise ValueError(f"{caller}: cell_size: expected a finite number > 0, got {cell_size!r}")
+    n_pts, dim = points.shape
+    if max_cells is None:
+        max_cells = 2 * n_pts + 64
+    if period is not None:
+        per = [float(v) for v in torch.as_tensor(period).reshape(dim).tolist()]
+        lo = [0.0] * dim
+        scale = max(per) + (float(points.abs().max()) if n_pts else 0.0)
+    else:
+        if bounds is not None:
+            b = torch.as_tensor(bounds, dtype=torch.float64).reshape(2, dim)
+            lo, hi = b[0].tolist(), b[1].tolist()
+        elif n_pts:
+            mm = torch.stack([points.min(0).values, points.max(0).values]).to(torch.float64).cpu()
+            lo, hi = mm[0].tolist(), mm[1].tolist()
+        else:
+            lo = hi = [0.0] * dim
+        extent = [max(h - l, 0.0) for l, h in zip(lo, hi)]
+        scale = max(max(abs(v) for v in lo + hi), max(extent))
+    width = cell_size + _rounding_margin(points.dtype, cell_size, scale)
+
+    def count(w):
+        if period is not None:
+            return [max(1, math.floor(L / w)) for L in per]
+        return [max(1, math.floor(e / w) + 1) for e in extent]
+
+    n_cells = count(width)
+    while math.prod(n_cells) > max_cells:
+        width *= max(1.05, (math.prod(n_cells) / max_cells) ** (1.0 / dim))
+        n_cells = count(width)
+    sizes = [L / n for L, n in zip(per, n_cells)] if period is not None else [width] * dim
+    return lo, sizes, n_cells
+
+
 def build_grid(pos: torch.Tensor, cell_size: float, *, period: torch.Tensor | None = None,
                bounds: torch.Tensor | None = None, max_cells: int | None = None) -> NeighborGrid:
     """Bin agents into cells of width >= ``cell_size`` and sort them by cell.
@@ -148,43 +203,13 @@ def build_grid(pos: torch.Tensor, cell_size: float, *, period: torch.Tensor | No
     Returns:
         The ``NeighborGrid``.
     """
-    if not (cell_size > 0 and math.isfinite(cell_size)):
-        raise ValueError(f"build_grid: cell_size: expected a finite number > 0, got {cell_size!r}")
-    n_agents, dim = pos.shape
+    dim = pos.shape[1]
     device = pos.device
-    if max_cells is None:
-        max_cells = 2 * n_agents + 64
+    lo, sizes, n_cells = cell_layout(pos, cell_size, period=period, bounds=bounds, max_cells=max_cells,
+                                     caller="build_grid")
     if period is not None:
-        per = [float(v) for v in torch.as_tensor(period).reshape(dim).tolist()]
-        lo = [0.0] * dim
-        scale = max(per) + (float(pos.abs().max()) if n_agents else 0.0)
-    else:
-        if bounds is not None:
-            b = torch.as_tensor(bounds, dtype=torch.float64).reshape(2, dim)
-            lo, hi = b[0].tolist(), b[1].tolist()
-        elif n_agents:
-            lo = pos.min(0).values.to(torch.float64).tolist()
-            hi = pos.max(0).values.to(torch.float64).tolist()
-        else:
-            lo = hi = [0.0] * dim
-        extent = [max(h - l, 0.0) for l, h in zip(lo, hi)]
-        scale = max(max(abs(v) for v in lo + hi), max(extent))
-    width = cell_size + _rounding_margin(pos.dtype, cell_size, scale)
-
-    def count(w):
-        if period is not None:
-            return [max(1, math.floor(L / w)) for L in per]
-        return [max(1, math.floor(e / w) + 1) for e in extent]
-
-    n_cells = count(width)
-    while math.prod(n_cells) > max_cells:
-        width *= max(1.05, (math.prod(n_cells) / max_cells) ** (1.0 / dim))
-        n_cells = count(width)
-    if period is not None:
-        sizes = [L / n for L, n in zip(per, n_cells)]
         period_t = torch.as_tensor(period, device=device, dtype=pos.dtype).reshape(dim)
     else:
-        sizes = [width] * dim
         period_t = None
     grid = NeighborGrid(
         origin=torch.tensor(lo, device=device, dtype=torch.float64),

@@ -66,6 +66,7 @@ import torch
 
 from ..kernels import Kernel, has_fov, max_support
 from .dense import DEFAULT_MEMORY_BUDGET
+from .grid import cell_layout
 
 try:  # the module imports without Triton; using it then raises a clear error
     import triton
@@ -373,12 +374,6 @@ def _strides(n_cells) -> list[int]:
     return strides
 
 
-def _rounding_margin(dtype: torch.dtype, support: float, scale: float) -> float:
-    """Width added to cells so that float rounding never hides a pair the dense backend weighs."""
-    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float32).eps
-    return 4.0 * eps * (support + scale)
-
-
 def cell_geometry(points: torch.Tensor, cell_size: float, *, period: torch.Tensor | None = None,
                   bounds: torch.Tensor | None = None, max_cells: int | None = None) -> CellGeometry:
     """Cells at least ``cell_size`` wide over ``points``.
@@ -390,38 +385,8 @@ def cell_geometry(points: torch.Tensor, cell_size: float, *, period: torch.Tenso
         bounds: [2, D] low / high corners of an open world; default the bounding box of ``points``.
         max_cells: cap on the number of cells (default 2 P + 64); cells grow wider past it.
     """
-    if not (cell_size > 0 and math.isfinite(cell_size)):
-        raise ValueError(f"cell_geometry: cell_size: expected a finite number > 0, got {cell_size!r}")
-    n_pts, dim = points.shape
-    if max_cells is None:
-        max_cells = 2 * n_pts + 64
-    if period is not None:
-        per = [float(v) for v in torch.as_tensor(period).reshape(dim).tolist()]
-        lo = [0.0] * dim
-        scale = max(per) + (float(points.abs().max()) if n_pts else 0.0)
-    else:
-        if bounds is not None:
-            b = torch.as_tensor(bounds, dtype=torch.float64).reshape(2, dim)
-            lo, hi = b[0].tolist(), b[1].tolist()
-        elif n_pts:
-            mm = torch.stack([points.min(0).values, points.max(0).values]).to(torch.float64).cpu()
-            lo, hi = mm[0].tolist(), mm[1].tolist()
-        else:
-            lo = hi = [0.0] * dim
-        extent = [max(h - l, 0.0) for l, h in zip(lo, hi)]
-        scale = max(max(abs(v) for v in lo + hi), max(extent))
-    width = cell_size + _rounding_margin(points.dtype, cell_size, scale)
-
-    def count(w):
-        if period is not None:
-            return [max(1, math.floor(L / w)) for L in per]
-        return [max(1, math.floor(e / w) + 1) for e in extent]
-
-    n_cells = count(width)
-    while math.prod(n_cells) > max_cells:
-        width *= max(1.05, (math.prod(n_cells) / max_cells) ** (1.0 / dim))
-        n_cells = count(width)
-    sizes = [L / n for L, n in zip(per, n_cells)] if period is not None else [width] * dim
+    lo, sizes, n_cells = cell_layout(points, cell_size, period=period, bounds=bounds, max_cells=max_cells,
+                                     caller="cell_geometry")
     return CellGeometry(origin=tuple(lo), cell_size=tuple(sizes), n_cells=tuple(n_cells),
                         periodic=period is not None)
 
