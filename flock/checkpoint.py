@@ -39,7 +39,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ScenarioError
-from .forces import PointForce
 from .metrics import MetricsLog
 from .scenario import FileInit, validate_scenario
 from .state import FlockState
@@ -140,14 +139,14 @@ def save_checkpoint(sim, directory: str | Path, *, keep: int | None = None) -> P
     step = int(sim.step_count)
     final = directory / f"ckpt_{step:08d}"
     tmp = directory / f".ckpt_{step:08d}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-    state = sim.state
+    saved = sim.state_dict()
     tensors = {
-        "pos": state.pos.detach().cpu().contiguous(),
-        "vel": state.vel.detach().cpu().contiguous(),
-        "group": state.group.detach().cpu().contiguous(),
-        "generator": sim.generator.get_state().cpu().contiguous(),
+        "pos": saved["pos"].detach().cpu().contiguous(),
+        "vel": saved["vel"].detach().cpu().contiguous(),
+        "group": saved["group"].detach().cpu().contiguous(),
+        "generator": saved["generator"].cpu().contiguous(),
     }
-    metric_tensors, columns = _metrics_tensors(sim.metrics)
+    metric_tensors, columns = _metrics_tensors(saved["metrics"])
     tensors.update(metric_tensors)
     sc = sim.scenario
     meta = {
@@ -160,16 +159,16 @@ def save_checkpoint(sim, directory: str | Path, *, keep: int | None = None) -> P
         "dtype": str(sim.dtype).removeprefix("torch."),
         "backend_requested": sim.requested_backend,
         "backend": sim.backend,
-        "n_agents": state.n_agents,
-        "dim": state.dim,
+        "n_agents": int(saved["pos"].shape[0]),
+        "dim": int(saved["pos"].shape[1]),
         "generator_device": str(sim.generator.device),
-        "done": bool(sim.done),
-        "last_shift": _float_out(sim.last_shift),
+        "done": bool(saved["done"]),
+        "last_shift": _float_out(saved["member_shift"][0]),
         "record_metrics": bool(getattr(sim, "record_metrics", True)),
         "metrics_columns": columns,
-        "metrics_rows": len(sim.metrics),
-        "point_forces": [{"center": [float(c) for c in f.center], "strength": float(f.strength),
-                          "radius": _float_out(f.radius)} for f in sim.point_forces],
+        "metrics_rows": len(saved["metrics"]),
+        "point_forces": [{"center": [float(c) for c in f["center"]], "strength": float(f["strength"]),
+                          "radius": _float_out(f["radius"])} for f in saved["point_forces"]],
         "scenario_name": sc.name,
         "scenario_source": str(sc.source) if sc.source is not None else None,
         "flock_version": __version__,
@@ -375,20 +374,25 @@ def load_checkpoint(path: str | Path, device=None):
     if missing:
         raise CheckpointError(f"{state_file}: missing tensors {missing}; the checkpoint is corrupt")
     sc, restore_files = _scenario_for_resume(path, meta)
-    sim = Simulation(sc, device=meta["device"] if device is None else device, dtype=meta["dtype"],
-                     backend=meta["backend_requested"], seed=meta["seed"], record_metrics=False)
-    restore_files()
     try:
-        sim.state = FlockState(pos=tensors["pos"], vel=tensors["vel"], group=tensors["group"])
+        state = FlockState(pos=tensors["pos"], vel=tensors["vel"], group=tensors["group"])
+        sim = Simulation(sc, device=meta["device"] if device is None else device, dtype=meta["dtype"],
+                         backend=meta["backend_requested"], seed=meta["seed"], state=state, record_metrics=False)
     except ScenarioError as exc:
         raise CheckpointError(f"{state_file}: {exc}") from None
-    sim.step_count = int(meta["step"])
-    sim.done = bool(meta["done"])
-    sim.last_shift = _float_in(meta["last_shift"])
-    sim.point_forces = [PointForce(center=tuple(f["center"]), strength=float(f["strength"]),
-                                   radius=_float_in(f["radius"])) for f in meta.get("point_forces", [])]
+    finally:
+        restore_files()
+    restored = {
+        "step_count": int(meta["step"]),
+        "done": bool(meta["done"]),
+        "member_shift": [_float_in(meta["last_shift"])],
+        "member_done": [bool(meta["done"])],
+        "point_forces": [{"center": f["center"], "strength": f["strength"], "radius": _float_in(f["radius"])}
+                         for f in meta.get("point_forces", [])],
+        "metrics": _metrics_log(tensors, meta["metrics_columns"], int(meta["metrics_rows"])),
+    }
     if torch.device(meta.get("generator_device", meta["device"])).type == sim.generator.device.type:
-        sim.generator.set_state(tensors["generator"])
-    sim.metrics = _metrics_log(tensors, meta["metrics_columns"], int(meta["metrics_rows"]))
+        restored["generator"] = tensors["generator"]
+    sim.load_state_dict(restored)
     sim.record_metrics = bool(meta.get("record_metrics", True))
     return sim

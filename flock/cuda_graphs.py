@@ -1,4 +1,4 @@
-"""CUDA graphs: k whole simulation steps captured once, replayed as one launch.
+"""CUDA graphs: k whole steps of ``flock.step`` captured once, replayed as one launch.
 
 At small N a step is a few dozen tiny kernels and the GPU waits on Python and on
 launch latency; a ``torch.cuda.CUDAGraph`` of k steps replays them all with one
@@ -6,34 +6,26 @@ call. ``GraphedStepper(sim, steps_per_graph=k).step(n)`` advances ``sim`` exactl
 as ``sim.step(n)`` does (same steps, same metrics rows), replaying the graph where
 it can and stepping eagerly where it cannot.
 
-What a graph needs, and what falls back:
+The captured body is the step function itself, ``step_with_stats(state, params,
+backend, generator)``, run k times from static position/velocity buffers back into
+them, with the step's correction counters added into static device counters. The
+simulation takes each replay's result through its public ``advance()``; nothing of
+it is copied, saved or restored behind its back.
 
-- Static shapes: fixed N (``add_agents`` after capture triggers a new capture).
-- No host synchronisation inside the step. ``Simulation._step_once`` has one by
-  design for mean shift (``float()`` of the shift, for the convergence test), so
-  mean shift never captures. Metrics rows sync too: they are taken between
-  replays, on the steps ``metrics.every`` names, and a graph is only replayed
-  where its k steps contain no such step (the rest run eagerly).
-- No host-to-device copies inside the step: a tensor made from a Python list
-  on the GPU (``torch.as_tensor(world.size, device="cuda")``) is a synchronous
-  copy, which a capture refuses.
-- The neighbor backend: dense is a fixed sequence of kernels; grid and triton
-  size their cell lists on the host every step (bounding box, cell counts,
-  histogram sizes), so they step eagerly; fused is mean shift only.
+What falls back to eager stepping (``graph_blockers``), and why:
 
-As the engine stands (see the report of the issue), two things still break a
-capture of boids or circles on the dense backend, and the stepper then logs the
-capture error and steps eagerly: ``reduce_dense`` drops self-pairs with a boolean
-mask index (a device-to-host sync for the mask's size), and ``World`` builds its
-size/origin tensors from tuples every step (host-to-device copies). Both are
-one-line changes in those modules; nothing here works around them.
+- not a CUDA device;
+- a rule that converges (mean shift reads its shift on the host to stop);
+- a backend that sizes its cell lists on the host (``CAPTURABLE_BACKENDS`` lists the rest);
+- moving attractors (their position depends on the simulated time, a host number
+  that a graph would freeze) and wander (random numbers inside the step);
+- a capture that fails for any other reason (logged with the error).
 
-Randomness: no step draws random numbers today; a step that does would need its
-generator registered with the graph (``CUDAGraph.register_generator_state``).
-
-The stepper never changes results: a replay runs the very kernels an eager step
-runs, on the same data. After ``step(n)`` returns, ``sim.state`` holds tensors of
-its own (not the graph's buffers), so a caller may keep them.
+Metrics rows are taken between replays: with metrics on, a graph is replayed only where
+its k steps contain no step ``metrics.every`` names; with metrics off every k steps
+replay. The stepper never changes results: a replay runs the very kernels an eager
+step runs, on the same data. After ``step(n)`` returns, ``sim.state`` holds tensors of
+its own (not the graph's buffers).
 """
 
 from __future__ import annotations
@@ -42,6 +34,10 @@ import logging
 from typing import Callable
 
 import torch
+
+from .state import FlockState
+from .step import StepStats, step_with_stats
+from .terms import Wander
 
 log = logging.getLogger(__name__)
 
@@ -65,32 +61,23 @@ class TorchGraph:
 def graph_blockers(sim) -> list[str]:
     """Reasons known before trying that ``sim``'s step cannot be captured (empty: try it)."""
     reasons = []
+    params = sim.params
     if sim.device.type != "cuda":
         reasons.append(f"device is {sim.device}: CUDA graphs need a CUDA device")
-    if sim.scenario.is_meanshift:
-        reasons.append("mean shift tests convergence on the host every step (float() of the shift)")
+    if params.rule.converges:
+        reasons.append(f"{params.rule.name} tests convergence on the host every step")
     if sim.backend not in CAPTURABLE_BACKENDS:
         reasons.append(f"the {sim.backend} backend sizes its cells on the host every step; "
                        f"graphs hold only {', '.join(CAPTURABLE_BACKENDS)}")
-    if getattr(sim, "point_forces", None):
-        reasons.append("point forces copy their centres to the device every step")
-    scenario = sim.scenario
-    for key in ("species", "obstacles", "attractors"):
-        if getattr(scenario, key, None):
-            reasons.append(f"{key} build small tensors from Python lists every step")
+    if any(at.path is not None for at in sim.scenario.attractors or []):
+        reasons.append("attractors moving along a path depend on the simulated time, which a graph would freeze")
+    if any(isinstance(term, Wander) for term in params.terms):
+        reasons.append("rules.wander draws random numbers inside the step")
     return reasons
 
 
-def _host_scalars(sim) -> dict:
-    return {k: v for k, v in vars(sim).items() if isinstance(v, (bool, int, float, str, type(None)))}
-
-
-def _device_tensors(sim) -> dict:
-    return {k: v for k, v in vars(sim).items() if isinstance(v, torch.Tensor)}
-
-
 class GraphedStepper:
-    """Steps a ``Simulation`` (or an ensemble's ``MemberBatch``) k steps per CUDA graph replay.
+    """Steps a ``Simulation`` (one flock or a batch of members) k steps per CUDA graph replay.
 
     Args:
         sim: the simulation; it keeps working on its own between calls.
@@ -121,7 +108,6 @@ class GraphedStepper:
         self.eager_steps = 0
         self._graph = None
         self._key = None
-        self._pos = self._vel = None
 
     # ------------------------------------------------------------ capture
 
@@ -132,22 +118,19 @@ class GraphedStepper:
         log.log(level, "CUDA graph: stepping eagerly: %s", reason)
 
     def _state_key(self):
-        pos = self.sim.state.pos
-        return (tuple(pos.shape), pos.dtype, pos.device, self.sim.backend)
+        sim = self.sim
+        pos = sim.state.pos
+        return (tuple(pos.shape), pos.dtype, pos.device, sim.backend, id(sim.params))
 
     def _body(self) -> None:
-        """k steps from the static buffers back into them; host-side effects undone."""
-        sim = self.sim
-        saved, state = _host_scalars(sim), sim._state
-        try:
-            sim._state = state.replace(pos=self._pos, vel=self._vel)
-            for _ in range(self.k):
-                sim._step_once()
-            self._pos.copy_(sim._state.pos)
-            self._vel.copy_(sim._state.vel)
-        finally:
-            sim.__dict__.update(saved)
-            sim._state = state
+        """k steps of ``flock.step`` from the static buffers back into them; counters summed on the device."""
+        state = FlockState(pos=self._pos, vel=self._vel, group=self._group)
+        for _ in range(self.k):
+            state, stats = step_with_stats(state, self._params, self._backend, self.sim.generator)
+            self._nan.add_(stats.nan_corrections)
+            self._obstacles.add_(stats.obstacle_corrections)
+        self._pos.copy_(state.pos)
+        self._vel.copy_(state.vel)
 
     def _prepare(self) -> None:
         sim = self.sim
@@ -158,9 +141,10 @@ class GraphedStepper:
             cpu = sim.device.type != "cuda"
             self._fallback("; ".join(blockers), logging.INFO if cpu else logging.WARNING)
             return
-        tensors = {k: v.clone() for k, v in _device_tensors(sim).items()}
-        self._pos = sim.state.pos.clone()
-        self._vel = sim.state.vel.clone()
+        self._params, self._backend = sim.params, sim.backend
+        self._pos, self._vel, self._group = sim.state.pos.clone(), sim.state.vel.clone(), sim.state.group
+        self._nan = torch.zeros((), dtype=torch.int64, device=sim.device)
+        self._obstacles = torch.zeros((), dtype=torch.int64, device=sim.device)
         cuda = sim.device.type == "cuda"
         try:
             if cuda and self.warmup:
@@ -180,13 +164,6 @@ class GraphedStepper:
                     pass
             self._fallback(f"capture failed: {type(exc).__name__}: {exc}".splitlines()[0])
             return
-        finally:
-            # warm-up passes and the capture run really executed (or were recorded):
-            # put every device tensor of the simulation back as it was
-            for k, v in tensors.items():
-                current = getattr(sim, k, None)
-                if isinstance(current, torch.Tensor) and current.shape == v.shape:
-                    current.copy_(v)
         self._graph = graph
         self._key = self._state_key()
         self.mode = "graph"
@@ -199,7 +176,7 @@ class GraphedStepper:
         """Advance ``n`` steps, as ``sim.step(n)`` would. Returns the simulation."""
         sim = self.sim
         if self.mode == "graph" and self._state_key() != self._key:
-            self.mode = None                                  # N, dtype or backend changed: capture again
+            self.mode = None                                  # N, dtype, backend or params changed: capture again
         if self.mode is None:
             self._prepare()
         if self.mode == "eager":
@@ -207,32 +184,35 @@ class GraphedStepper:
             sim.step(n)
             self.eager_steps += sim.step_count - before
             return sim
-        every = sim.scenario.metrics.every
+        every = sim.scenario.metrics.every if sim.record_metrics else None
         remaining = int(n)
         staged = False
         while remaining > 0 and not sim.done:
-            before_record = every - sim.step_count % every
-            if remaining >= self.k and before_record >= self.k:
+            clear = self.k if every is None else every - sim.step_count % every
+            if remaining >= self.k and clear >= self.k:
                 if not staged:
                     self._pos.copy_(sim.state.pos)
                     self._vel.copy_(sim.state.vel)
                     staged = True
+                self._nan.zero_()
+                self._obstacles.zero_()
                 self._graph.replay()
                 self.replays += 1
-                sim.step_count += self.k
                 remaining -= self.k
-                sim._state = sim._state.replace(pos=self._pos, vel=self._vel)
-                if sim.step_count % every == 0:
-                    sim._record()
+                sim.advance(FlockState(pos=self._pos, vel=self._vel, group=self._group),
+                            StepStats(nan_corrections=self._nan.clone(), obstacle_corrections=self._obstacles.clone()),
+                            steps=self.k)
+                if every is not None and sim.step_count % every == 0:
+                    sim.record()
             else:
                 if staged:
-                    sim._state = sim._state.replace(pos=self._pos.clone(), vel=self._vel.clone())
+                    sim.state = FlockState(pos=self._pos.clone(), vel=self._vel.clone(), group=self._group)
                     staged = False
                 sim.step(1)
                 self.eager_steps += 1
                 remaining -= 1
         if staged:
-            sim._state = sim._state.replace(pos=self._pos.clone(), vel=self._vel.clone())
+            sim.state = FlockState(pos=self._pos.clone(), vel=self._vel.clone(), group=self._group)
         return sim
 
     def __repr__(self) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .vectors import unit
-from .world import minimum_image
+from .world import constant, minimum_image
 
 
 @dataclass
@@ -40,7 +40,7 @@ def point_force_acceleration(pos: torch.Tensor, forces: list[PointForce],
     """
     accel = torch.zeros_like(pos)
     for force in forces:
-        center = torch.as_tensor(force.center, device=pos.device, dtype=pos.dtype)
+        center = constant(tuple(float(c) for c in force.center), pos.device, pos.dtype)
         offset = minimum_image(center - pos, period)
         inside = torch.linalg.vector_norm(offset, dim=1, keepdim=True) < force.radius
         accel = accel + torch.where(inside, force.strength * unit(offset), torch.zeros_like(offset))

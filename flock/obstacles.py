@@ -20,13 +20,14 @@ from .forces import PointForce
 from .rules import reynolds_steer
 from .scenario import Scenario, SegmentObstacle, SphereObstacle
 from .vectors import unit
-from .world import minimum_image
+from .world import constant, minimum_image
 
 _EPS = 1e-4  # relative distance kept from a wall after a projection
 
 
 def _vec(values, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(values, device=like.device, dtype=like.dtype)
+    """A cached constant on ``like``'s device: no host-to-device copy per step."""
+    return constant(tuple(float(v) for v in values), like.device, like.dtype)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -138,7 +139,7 @@ def project_out(scenario: Scenario, old_pos: torch.Tensor, pos: torch.Tensor, ve
             side = torch.sign(_dot(old_pos - a, n))
             side = torch.where(side == 0, -torch.sign(_dot(step, n)), side)
             side = torch.where(side == 0, torch.ones_like(side), side)
-            length = float(torch.linalg.vector_norm(b - a))
+            length = math.dist(ob.a, ob.b)
             back = old_pos + t * step + side * n * (_EPS * length)
             inward = torch.clamp_max(_dot(vel, side * n), 0.0)
             pos = torch.where(hit, back, pos)

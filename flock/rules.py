@@ -1,9 +1,8 @@
-"""Rules: from the kernel's sums S to accelerations (boids) or new positions (mean shift).
+"""Rule arithmetic: from the kernel's sums S to accelerations or new velocities, for every agent at once.
 
 No rule computes a distance: each reads only ``S [K, N, 2D+F+1]`` (layout
 [positions D, velocities D, features F, weight sum 1]) from ``neighbors``.
-The dynamics objects read their parameters from the scenario model at every
-step, so a parameter changed live (a renderer slider) takes effect on the next step.
+The registry entries that use these functions live in ``flock.formulations``.
 
 Symbol -> variable, for one agent i:
     p, v                 pos[i], vel[i]
@@ -15,13 +14,11 @@ Symbol -> variable, for one agent i:
 
 from __future__ import annotations
 
-import torch
-
 import math
 
-from .kernels import Kernel
+import torch
+
 from .vectors import clip_norm, unit
-from .world import World, wall_acceleration
 
 
 def _means(s: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -157,127 +154,3 @@ def netlogo_velocity(vel: torch.Tensor, s_view: torch.Tensor, s_inv: torch.Tenso
     heading = _turn_at_most(heading, _angle(toward), max_cohere,
                             flocking & (torch.linalg.vector_norm(toward, dim=1) > 0))
     return speed * torch.stack([torch.cos(heading), torch.sin(heading)], dim=1)
-
-
-class BoidDynamics:
-    """Boid rules of a scenario (``rules.formulation`` seed or reynolds).
-
-    Channels: seed, mesa -> [view (flat, r = cohesion.radius), near (flat, r = min(separation, view))];
-    reynolds -> [cohesion (flat), alignment (flat), separation (inverse-square)];
-    netlogo -> [view (flat), view (inverse distance: sums of unit offsets)] and a nearest-flockmate query.
-    seed and reynolds give accelerations (``acceleration``); mesa and netlogo set the
-    velocity directly at constant speed (``velocity``).
-    """
-
-    @property
-    def sets_velocity(self) -> bool:
-        return self.scenario.rules.formulation in ("mesa", "netlogo")
-
-    def velocity(self, pos: torch.Tensor, vel: torch.Tensor, sums: torch.Tensor, period) -> torch.Tensor:
-        """New [N, D] velocities of the constant-speed formulations (mesa, netlogo)."""
-        rules, speed = self.scenario.rules, self.scenario.agents.max_speed
-        if rules.formulation == "mesa":
-            return mesa_velocity(vel, sums[0], sums[1], pos, cohere=rules.cohesion.weight,
-                                 separate=rules.separation.weight, match=rules.alignment.weight, speed=speed)
-        from .neighbors.nearest import nearest_neighbor
-
-        idx, dist = nearest_neighbor(pos, radius=rules.cohesion.radius, period=period)
-        nearest_vel = vel[idx.clamp_min(0)] if pos.shape[0] else vel
-        too_close = (idx >= 0) & (dist < rules.separation.radius)
-        return netlogo_velocity(vel, sums[0], sums[1], pos, nearest_vel, too_close,
-                                max_align=math.radians(rules.alignment.max_turn),
-                                max_cohere=math.radians(rules.cohesion.max_turn),
-                                max_separate=math.radians(rules.separation.max_turn), speed=speed)
-
-    def __init__(self, scenario):
-        self.scenario = scenario
-
-    def kernels(self) -> list[Kernel]:
-        return boid_kernels(self.scenario.rules)
-
-    def acceleration(self, pos: torch.Tensor, vel: torch.Tensor, sums: torch.Tensor, world: World) -> torch.Tensor:
-        """[N, D] accelerations from the sums [K, N, W], soft walls included."""
-        rules, agents = self.scenario.rules, self.scenario.agents
-        weights = dict(cohesion=rules.cohesion.weight, alignment=rules.alignment.weight,
-                       separation=rules.separation.weight)
-        max_force = agents.max_force if agents.max_force is not None else float("inf")
-        if rules.formulation == "seed":
-            accel = seed_acceleration(pos, vel, sums[0], sums[1], max_force=max_force, **weights)
-        else:
-            max_speed = agents.max_speed if agents.max_speed is not None else 1.0
-            accel = reynolds_acceleration(pos, vel, sums[0], sums[1], sums[2], max_speed=max_speed,
-                                          max_force=max_force, **weights)
-        if world.boundary == "soft":
-            accel = accel + wall_acceleration(pos, world)
-        return accel
-
-
-def boid_kernels(rules) -> list[Kernel]:
-    """The kernel channels of a ``BoidRules`` formulation, with its field of view.
-
-    seed / mesa: [view (flat at cohesion.radius), too near (flat at separation.radius)];
-    netlogo: [view, inverse (sums of unit offsets)]; reynolds: [cohesion, alignment,
-    separation (inverse square)], each at its own radius.
-    """
-    fov = rules.field_of_view
-    view = rules.cohesion.radius
-    if rules.formulation in ("seed", "mesa"):
-        return [Kernel("flat", radius=view, fov=fov),
-                Kernel("flat", radius=min(rules.separation.radius, view), fov=fov)]
-    if rules.formulation == "netlogo":
-        return [Kernel("flat", radius=view), Kernel("inverse", radius=view)]
-    return [Kernel("flat", radius=rules.cohesion.radius, fov=fov),
-            Kernel("flat", radius=rules.alignment.radius, fov=fov),
-            Kernel("inverse_square", radius=rules.separation.radius, fov=fov)]
-
-
-class MeanShiftDynamics:
-    """Mean shift as particle dynamics: every point moves to the kernel-weighted mean of all points.
-
-    new x_i = S[x] / S[1] with the point itself included (the fastai lesson's
-    ``weight @ X / div``); one step is one iteration. Converged when
-    sum|X_new - X| / sum|X| < tol, or after max_iter steps.
-    """
-
-    def __init__(self, scenario):
-        self.scenario = scenario
-
-    def kernels(self) -> list[Kernel]:
-        rules = self.scenario.rules
-        h = rules.bandwidth
-        if rules.kernel == "gaussian":
-            radius = rules.radius if rules.radius is not None else (3 * h if rules.truncate else None)
-            return [Kernel("gaussian", bandwidth=h, radius=radius, exclude_self=False)]
-        return [Kernel(rules.kernel, radius=rules.radius or h, exclude_self=False)]
-
-    @staticmethod
-    def shift(pos: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
-        """New positions [N, D] = weighted means; a point with zero weight sum stays put."""
-        dim = pos.shape[1]
-        count = sums[0, :, -1:]
-        mean = sums[0, :, :dim] / torch.where(count > 0, count, torch.ones_like(count))
-        return torch.where(count > 0, mean, pos)
-
-
-class CirclesDynamics:
-    """FLAME GPU 2's circles benchmark as a rule: two channels, one kernel pass.
-
-    Channels: [circles: w = a sin(-2 pi' d / r) / d on 0 < d < r, count: flat on 0 < d < r].
-    displacement_i = (S_circ[x] - x_i S_circ[1]) / max(count_i, 1)
-                   = mean_j a sin(-2 pi' d_ij / r) (x_j - x_i) / d_ij
-    """
-
-    def __init__(self, scenario):
-        self.scenario = scenario
-
-    def kernels(self) -> list[Kernel]:
-        rules = self.scenario.rules
-        return [Kernel("circles", radius=rules.radius, strength=rules.repulse),
-                Kernel("flat", radius=rules.radius, open_center=True)]
-
-    @staticmethod
-    def displacement(pos: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
-        """[N, D] move of every agent this step."""
-        dim = pos.shape[1]
-        count = torch.clamp_min(sums[1, :, -1:], 1.0)
-        return (sums[0, :, :dim] - pos * sums[0, :, -1:]) / count

@@ -1,31 +1,37 @@
-"""Simulation: a thin shell around state, scenario parameters, neighbor backend, generator and metrics.
+"""Simulation: a thin shell around state, params, backend, generator and metrics.
 
-One step is synchronous: the neighbor kernel computes every channel's sums from
-one snapshot, the rules turn them into accelerations (or mean shift targets),
-then every agent moves.
+The physics is ``flock.step.step(state, params, backend, generator)``; a ``Simulation``
+holds what a run keeps between steps (the state, the step count, the generator, the
+metrics log, the device-side correction counters) and rebuilds its ``Params`` when the
+scenario or the live point forces change. Everything a checkpoint, a replay, the window
+or a CUDA graph needs goes through the public API: the constructor (``state=``),
+``state_dict()`` / ``load_state_dict()`` and ``advance()``.
+
+With ``seeds=[s0, s1, ...]`` it is B members of one scenario stepped together (the member
+axis of ``flock.step``): ``state`` holds B * N rows, metrics rows hold a list of B values,
+and converged mean shift members stay put while the others go on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
 from .errors import ScenarioError
-from .forces import PointForce, point_force_acceleration
-from .obstacles import attractor_forces, avoidance_acceleration, project_out
-from .species import GroupDynamics, agent_limits, group_rules, initial_group_state
+from .forces import PointForce
 from .kernels import Kernel, max_support
-from .metrics import (MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed,
-                      polarization)
-from .neighbors import BACKENDS, choose_backend, is_fused_compatible, reduce_neighbors
-from .rules import BoidDynamics, CirclesDynamics, MeanShiftDynamics
+from .metrics import MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed, polarization
+from .neighbors import BACKENDS, choose_backend, is_fused_compatible
+from .params import Params, build_params
 from .scenario import Scenario, load_scenario
+from .species import initial_group_state
 from .state import FlockState
-from .integrate import integrate
-from .vectors import clip_norm
-from .world import World, apply_boundary
+from .step import StepStats, neighbor_sums, step_with_stats
+from .world import World
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -38,6 +44,8 @@ def resolve_device(requested: str | torch.device | None) -> torch.device:
         device = torch.device(requested)
     except (RuntimeError, TypeError):
         raise ScenarioError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {requested!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ScenarioError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', got {requested!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ScenarioError(f"device: 'cuda' was asked for but this torch ({torch.__version__}) sees no CUDA "
                             "device; use --device cpu or auto")
@@ -54,68 +62,70 @@ def resolve_dtype(requested) -> torch.dtype:
     return _DTYPES[requested]
 
 
-def make_dynamics(scenario):
-    """The dynamics object for ``scenario.rules.formulation`` (groups -> ``GroupDynamics``)."""
-    if scenario.rules.formulation == "meanshift":
-        return MeanShiftDynamics(scenario)
-    if scenario.rules.formulation == "circles":
-        return CirclesDynamics(scenario)
-    if scenario.species is not None or scenario.interactions is not None:
-        return GroupDynamics(scenario)
-    return BoidDynamics(scenario)
+def _point_force_key(forces) -> tuple:
+    return tuple((tuple(f.center), f.strength, f.radius) for f in forces)
 
 
 class Simulation:
     """A running scenario.
 
+    Args:
+        scenario: a validated ``Scenario``.
+        device, dtype, backend, seed: None takes the scenario's ``run`` values.
+        seeds: B seeds: B members stepped together (default: one member with ``seed``).
+        state: a ``FlockState`` to start from instead of the scenario's initial placement
+            (B * N rows for B members).
+        record_metrics: False records no metrics rows (fastest stepping).
+
     Attributes:
-        scenario: the validated ``Scenario``; its rule parameters are read every step, so
-            changing e.g. ``sim.scenario.rules.separation.weight`` takes effect on the next step.
-        state: the ``FlockState`` (assignable: ``sim.state.pos = my_positions``).
-        metrics: ``MetricsLog`` time series.
-        step_count: steps done. time: simulated time (step_count * dt).
-        done: True once a mean shift run has converged or reached max_iter.
-        backend: the neighbor backend in use ('dense', 'grid', 'fused').
-        info: facts about the start (``blob_centers``/``blob_ids`` for blob placements).
+        scenario: the ``Scenario``; assigning it, or changing one of its values (a slider:
+            ``sim.scenario.rules.separation.weight = 2``), takes effect at the next ``step``.
+        params: the ``flock.params.Params`` of the current scenario.
+        state: the ``FlockState`` (assignable).
+        metrics: ``MetricsLog`` time series. step_count, time: steps done, simulated time.
+        done: True once every member of a mean shift run has converged or reached max_iter.
+        backend: the resolved neighbor backend.
         generator: the ``torch.Generator`` of this run, on its device.
-        point_forces: ``PointForce`` attractors/repellers acting on boids (added live, e.g. by the window).
+        point_forces: live ``PointForce`` attractors/repellers (the window adds them).
+        info: facts about the start (``blob_centers``/``blob_ids`` for blob placements).
+        n_members, member_done [B] bool, member_steps [B] int64, member_shift [B] floats.
     """
 
     def __init__(self, scenario: Scenario, *, device="auto", dtype=None, backend=None, seed=None,
+                 seeds: Sequence[int] | None = None, state: FlockState | None = None,
                  record_metrics: bool = True):
-        self.scenario = scenario
+        self._scenario = scenario
         self.device = resolve_device(scenario.run.device if device is None else device)
         self.dtype = resolve_dtype(scenario.run.dtype if dtype is None else dtype)
-        self.seed = scenario.run.seed if seed is None else int(seed)
+        self._member_rows = seeds is not None       # metrics rows hold one value per member
+        if seeds is not None:
+            self.seeds = [int(s) for s in seeds]
+            if not self.seeds:
+                raise ScenarioError("seeds: expected at least one seed (one per member), got none")
+        else:
+            self.seeds = [scenario.run.seed if seed is None else int(seed)]
+        self.seed = self.seeds[0]
         self.requested_backend = scenario.run.backend if backend is None else backend
         if self.requested_backend not in BACKENDS:
             raise ScenarioError(f"backend: expected one of {', '.join(BACKENDS)}, got {self.requested_backend!r}")
         self.record_metrics = record_metrics
         self.point_forces: list[PointForce] = []
-        self.dynamics = make_dynamics(scenario)
-        if isinstance(self.dynamics, GroupDynamics) and type(self).sums is not Simulation.sums:
-            raise ScenarioError(f"{type(self).__name__}: species/interactions need the kernel's group features, "
-                                "which this simulation type does not pass yet; run them as a single Simulation")
-        self.reset()
+        self._params: Params | None = None
+        self._params_key = None
+        self.reset(state=state)
 
     @classmethod
     def from_scenario(cls, scenario_or_path: Scenario | str | Path, device="auto", dtype=None, backend=None,
-                      seed=None, ensemble: int | None = None, seeds=None, **kwargs):
-        """Build a simulation from a ``Scenario`` or a YAML path.
+                      seed=None, **kwargs) -> "Simulation":
+        """Build a simulation from a ``Scenario`` (copied) or a YAML path.
 
         Args:
             device: 'auto' | 'cpu' | 'cuda' (None: the scenario's run.device).
             dtype: None (the scenario's, float32 by default), 'float64' or a torch dtype.
-            backend: None (the scenario's run.backend), 'auto', 'dense', 'grid' or 'fused'.
+            backend: None (the scenario's run.backend) or one of ``flock.neighbors.BACKENDS``.
             seed: None (the scenario's run.seed) or an int.
-            ensemble, seeds: with either, an ``EnsembleSimulation`` of that many members (or
-                those seeds) stepped together as one batch.
+            kwargs: ``seeds``, ``state``, ``record_metrics`` as the constructor.
         """
-        if ensemble is not None or seeds is not None:
-            from .ensemble import EnsembleSimulation
-
-            return EnsembleSimulation.from_scenario(scenario_or_path, ensemble=ensemble, seeds=seeds,
-                                                    device=device, dtype=dtype, backend=backend, **kwargs)
         if isinstance(scenario_or_path, Scenario):
             scenario = scenario_or_path.model_copy(deep=True)
         else:
@@ -124,35 +134,64 @@ class Simulation:
 
     # ------------------------------------------------------------ setup
 
-    def reset(self) -> None:
-        """Back to the scenario's initial state, step 0, a fresh generator and an empty metrics log."""
-        self._state, self.info = initial_group_state(self.scenario, seed=self.seed, device=self.device,
-                                                     dtype=self.dtype)
+    def reset(self, state: FlockState | None = None) -> None:
+        """Back to step 0 with a fresh generator, empty metrics and the initial state (or ``state``)."""
+        if state is None:
+            parts = [initial_group_state(self._scenario, seed=s, device=self.device, dtype=self.dtype)
+                     for s in self.seeds]
+            self.info = parts[0][1]
+            self.member_info = [info for _, info in parts]
+            states = [st for st, _ in parts]
+            state = states[0] if len(states) == 1 else FlockState(
+                pos=torch.cat([s.pos for s in states]), vel=torch.cat([s.vel for s in states]),
+                group=torch.cat([s.group for s in states]))
+        else:
+            self.info, self.member_info = {}, [{} for _ in self.seeds]
+        self._state = self._checked(state)
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
         self.step_count = 0
+        b = self.n_members
+        self.member_done = torch.zeros(b, dtype=torch.bool, device=self.device)
+        self.member_steps = torch.zeros(b, dtype=torch.int64, device=self.device)
+        self.member_shift = [math.nan] * b
         self.done = False
-        self.last_shift = math.nan
-        self.metrics = MetricsLog()
-        self._resolve_backend()
-        self._record()
+        self._nan_corrections = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._obstacle_corrections = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._metrics = MetricsLog()
+        self._refresh(force=True)
+        self.record()
+
+    def _checked(self, value: FlockState) -> FlockState:
+        if not isinstance(value, FlockState):
+            raise ScenarioError(f"sim.state: expected a FlockState, got {type(value).__name__}")
+        if value.dim != self._scenario.world.dims:
+            raise ScenarioError(f"sim.state: expected dim {self._scenario.world.dims} (world.dims), got {value.dim}")
+        if value.n_agents % self.n_members:
+            raise ScenarioError(f"sim.state: expected a multiple of {self.n_members} agents (one block per member), "
+                                f"got {value.n_agents}")
+        return value.to(self.device, self.dtype)
 
     @property
-    def metrics(self) -> MetricsLog:
-        return self._metrics
-
-    @metrics.setter
-    def metrics(self, log: MetricsLog) -> None:
-        # the correction counters continue from the log's last row (a resumed checkpoint)
-        last = log.last()
-        self._metrics = log
-        self._nan_corrections = torch.tensor(int(last.get("nan_corrections", 0)), device=self.device)
-        self._obstacle_corrections = torch.tensor(int(last.get("obstacle_corrections", 0)), device=self.device)
+    def n_members(self) -> int:
+        return len(self.seeds)
 
     @property
-    def world(self) -> World:
-        w = self.scenario.world
-        return World(size=tuple(w.size), boundary=w.boundary, wall_force=w.wall_force,
-                     wall_margin=w.wall_margin, origin=tuple(w.origin) if w.origin is not None else None)
+    def n_per_member(self) -> int:
+        return self._state.n_agents // self.n_members
+
+    @property
+    def scenario(self) -> Scenario:
+        return self._scenario
+
+    @scenario.setter
+    def scenario(self, value: Scenario) -> None:
+        self._scenario = value
+        self._refresh()
+
+    @property
+    def params(self) -> Params:
+        self._refresh()
+        return self._params
 
     @property
     def state(self) -> FlockState:
@@ -160,22 +199,49 @@ class Simulation:
 
     @state.setter
     def state(self, value: FlockState) -> None:
-        if not isinstance(value, FlockState):
-            raise ScenarioError(f"sim.state: expected a FlockState, got {type(value).__name__}")
-        if value.dim != self.scenario.world.dims:
-            raise ScenarioError(f"sim.state: expected dim {self.scenario.world.dims} (world.dims), got {value.dim}")
-        self._state = value.to(self.device, self.dtype)
-        self._resolve_backend()
+        self._state = self._checked(value)
+        self._refresh()
+
+    @property
+    def metrics(self) -> MetricsLog:
+        return self._metrics
+
+    @metrics.setter
+    def metrics(self, log: MetricsLog) -> None:
+        # the correction counters continue from the log's last row (a resumed run)
+        last = log.last()
+        self._metrics = log
+        self._nan_corrections = torch.tensor(int(last.get("nan_corrections", 0)), device=self.device)
+        self._obstacle_corrections = torch.tensor(int(last.get("obstacle_corrections", 0)), device=self.device)
+
+    @property
+    def world(self) -> World:
+        return self.params.world
 
     @property
     def time(self) -> float:
-        return self.step_count * self.scenario.run.dt
+        return self.step_count * self._scenario.run.dt
+
+    @property
+    def last_shift(self) -> float:
+        """The largest last relative shift over the members (mean shift; NaN before the first step)."""
+        finite = [s for s in self.member_shift if math.isfinite(s)]
+        return max(finite) if finite else math.nan
 
     def kernels(self) -> list[Kernel]:
-        return self.dynamics.kernels()
+        return list(self.params.kernels)
 
-    def _resolve_backend(self) -> None:
-        kernels = self.kernels()
+    def _refresh(self, force: bool = False) -> None:
+        """Rebuild the params (and the backend choice) when the scenario or the point forces changed."""
+        key = (self._scenario.model_dump_json(), _point_force_key(self.point_forces), self._state.n_agents)
+        if not force and key == self._params_key:
+            return
+        self._params = build_params(self._scenario, device=self.device, dtype=self.dtype,
+                                    point_forces=tuple(self.point_forces), n_members=self.n_members)
+        self._params_key = key
+        self._resolve_backend(list(self._params.kernels))
+
+    def _resolve_backend(self, kernels: list[Kernel]) -> None:
         req = self.requested_backend
         if req in ("grid", "triton") and math.isinf(max_support(kernels)):
             raise ScenarioError(f"run.backend: '{req}' needs kernels of finite support, but the untruncated "
@@ -190,7 +256,7 @@ class Simulation:
             raise ScenarioError("run.backend: 'fused' runs only untruncated gaussian mean shift "
                                 "(rules.formulation: meanshift, kernel: gaussian, no radius); use auto, dense or grid")
         if req == "auto":
-            self.backend = choose_backend(self._state.n_agents, kernels, self.device, tuple(self.scenario.world.size))
+            self.backend = choose_backend(self.n_per_member, kernels, self.device, tuple(self._scenario.world.size))
         else:
             self.backend = req
 
@@ -200,143 +266,155 @@ class Simulation:
         Args:
             pos: [M, D] positions. vel: [M, D] velocities (zeros if None). group: [M] ids (zeros if None).
         """
+        if self.n_members > 1:
+            raise ScenarioError("add_agents: members of an ensemble cannot grow; build one with a larger agents.count")
         new = FlockState(pos=torch.as_tensor(pos, dtype=self.dtype, device=self.device),
                          vel=None if vel is None else torch.as_tensor(vel, dtype=self.dtype, device=self.device),
                          group=group)
         if new.dim != self._state.dim:
             raise ScenarioError(f"add_agents: expected positions with {self._state.dim} columns, got {new.dim}")
-        self._state = self._state.concat(new)
-        self._resolve_backend()
+        self.state = self._state.concat(new)
 
     # ------------------------------------------------------------ stepping
 
     def sums(self, kernels: list[Kernel] | None = None) -> torch.Tensor:
-        """The one kernel's sums [K, N, 2D+1] of the current state."""
-        kernels = self.kernels() if kernels is None else kernels
-        pos = self._state.pos
-        extra = {}
-        if isinstance(self.dynamics, GroupDynamics):
-            extra["features"] = self.dynamics.features(self._state, self.world)
-        return reduce_neighbors(pos, self._state.vel, kernels, backend=self.backend,
-                                period=self.world.period(pos), **extra)
+        """The one kernel's sums [K, N, 2D+F+1] of the current state."""
+        params = self.params
+        if kernels is not None:
+            params = dataclasses.replace(params, kernels=tuple(kernels))
+        return neighbor_sums(self._state, params, self.backend)
 
-    @property
-    def _extended(self) -> bool:
-        """True when groups, obstacles, attractors or wander take part in the boid step."""
-        sc = self.scenario
-        return (isinstance(self.dynamics, GroupDynamics) or bool(sc.obstacles) or bool(sc.attractors)
-                or bool(getattr(sc.rules, "wander", None)))
+    def advance(self, state: FlockState, stats: StepStats, steps: int = 1) -> None:
+        """Take ``state``, computed by ``flock.step`` from the current one, as ``steps`` more steps.
 
-    def _step_once(self) -> None:
-        old = self._state
-        self._move()
-        # NaN guard: an agent whose new state is not finite keeps its previous one (counted, no host sync)
-        new = self._state
-        finite = torch.isfinite(new.pos).all(1, keepdim=True) & torch.isfinite(new.vel).all(1, keepdim=True)
-        self._state = new.replace(pos=torch.where(finite, new.pos, old.pos), vel=torch.where(finite, new.vel, old.vel))
-        self._nan_corrections += (~finite).sum()
-
-    def _move(self) -> None:
-        state, world, dt = self._state, self.world, self.scenario.run.dt
-        sums = self.sums()
-        if self.scenario.is_meanshift:
-            new_pos = self.dynamics.shift(state.pos, sums)
-            moved = (new_pos - state.pos).abs().sum()
-            scale = state.pos.abs().sum()
-            self.last_shift = float(moved / scale) if float(scale) > 0 else float(moved)
-            self._state = state.replace(pos=new_pos, vel=(new_pos - state.pos) / dt)
-        elif self.scenario.rules.formulation == "circles":
-            move = self.dynamics.displacement(state.pos, sums)
-            pos, vel = apply_boundary(state.pos + move, move / dt, world)
-            self._state = state.replace(pos=pos, vel=vel)
-        elif self.dynamics.sets_velocity:
-            vel = self.dynamics.velocity(state.pos, state.vel, sums, world.period(state.pos))
-            pos, vel = apply_boundary(state.pos + vel * dt, vel, world)
-            pos, vel = self._project(state.pos, pos, vel, world)
-            self._state = state.replace(pos=pos, vel=vel)
-        elif self._extended:
-            self._extended_boid_move(state, sums, world, dt)
-        else:
-            accel = self.dynamics.acceleration(state.pos, state.vel, sums, world)
-            if self.point_forces:
-                accel = accel + point_force_acceleration(state.pos, self.point_forces, world.period(state.pos))
-            agents = self.scenario.agents
-            pos, vel = integrate(state.pos, state.vel, accel, dt, world,
-                                 max_speed=agents.max_speed, min_speed=agents.min_speed)
-            self._state = state.replace(pos=pos, vel=vel)
-        self.step_count += 1
-        if self.scenario.is_meanshift:
-            rules = self.scenario.rules
-            if self.last_shift < rules.tol or self.step_count >= rules.max_iter:
-                self.done = True
-
-    def _project(self, old_pos, pos, vel, world):
-        if not self.scenario.obstacles:
-            return pos, vel
-        pos, vel, count = project_out(self.scenario, old_pos, pos, vel, world.period(pos))
-        self._obstacle_corrections += count
-        return apply_boundary(pos, vel, world)
-
-    def _extended_boid_move(self, state: FlockState, sums: torch.Tensor, world: World, dt: float) -> None:
-        """Seed/reynolds step with groups, obstacles, attractors and wander (per-agent limits)."""
-        sc = self.scenario
-        period = world.period(state.pos)
-        limits = agent_limits(sc, state.group, state.pos)
-        if isinstance(self.dynamics, GroupDynamics):
-            accel = self.dynamics.acceleration(state, sums, world, limits)
-        else:
-            accel = self.dynamics.acceleration(state.pos, state.vel, sums, world)
-        forces = attractor_forces(sc, self.time) + self.point_forces
-        if forces:
-            accel = accel + point_force_acceleration(state.pos, forces, period)
-        if sc.obstacles:
-            accel = accel + avoidance_acceleration(sc, state.pos, state.vel, period, limits)
-        if any(rules.wander for rules in group_rules(sc)):
-            noise = torch.randn(state.pos.shape, generator=self.generator, device=self.device, dtype=self.dtype)
-            accel = accel + limits["wander"] * noise
-        vel = clip_norm(state.vel + accel * dt, limits["max_speed"])
-        norm = torch.linalg.vector_norm(vel, dim=1, keepdim=True)
-        grow = (norm < limits["min_speed"]) & (norm > 0)
-        vel = torch.where(grow, vel * (limits["min_speed"] / torch.where(norm > 0, norm, torch.ones_like(norm))), vel)
-        pos, vel = apply_boundary(state.pos + vel * dt, vel, world)
-        pos, vel = self._project(state.pos, pos, vel, world)
-        self._state = state.replace(pos=pos, vel=vel)
+        ``step`` calls this after each step; a CUDA-graph replay of k steps calls it once.
+        Counters add up on the device; only mean shift reads a value back (its convergence).
+        """
+        self._state = state
+        self.step_count += int(steps)
+        self._nan_corrections = self._nan_corrections + stats.nan_corrections
+        self._obstacle_corrections = self._obstacle_corrections + stats.obstacle_corrections
+        self.member_steps = self.member_steps + (~self.member_done).to(torch.int64) * int(steps)
+        if self._params.rule.converges and stats.shift is not None:
+            rules = self._scenario.rules
+            shifts = stats.shift.tolist()
+            frozen = self.member_done.tolist()
+            self.member_shift = [old if f else s for s, old, f in zip(shifts, self.member_shift, frozen)]
+            steps_done = self.member_steps.tolist()
+            done = [f or s < rules.tol or n >= rules.max_iter
+                    for f, s, n in zip(frozen, self.member_shift, steps_done)]
+            self._newly_done = done != frozen
+            self.member_done = torch.tensor(done, dtype=torch.bool, device=self.device)
+            self.done = all(done)
 
     def step(self, n: int = 1) -> "Simulation":
         """Advance ``n`` steps (fewer if a mean shift run converges first). Returns self."""
+        self._refresh()
+        params, every = self._params, self._scenario.metrics.every
+        frozen = self.member_done if params.rule.converges else None
         for _ in range(int(n)):
             if self.done:
                 break
-            self._step_once()
-            if self.step_count % self.scenario.metrics.every == 0 or self.done:
-                self._record()
+            self._newly_done = False
+            state, stats = step_with_stats(self._state, params, self.backend, self.generator, time=self.time,
+                                           frozen=frozen)
+            self.advance(state, stats)
+            frozen = self.member_done if params.rule.converges else None
+            if self.step_count % every == 0 or self.done or self._newly_done:
+                self.record()
         return self
+
+    # ------------------------------------------------------------ state dict
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a run needs to continue exactly: tensors and plain values (no pickle needed).
+
+        Keys: pos, vel, group, generator (uint8 tensor), member_done, member_steps (tensors);
+        step_count, done, member_shift, seeds, nan_corrections, obstacle_corrections,
+        point_forces (list of dicts), metrics (the ``MetricsLog``).
+        """
+        return {"pos": self._state.pos, "vel": self._state.vel, "group": self._state.group,
+                "generator": self.generator.get_state(), "member_done": self.member_done,
+                "member_steps": self.member_steps, "step_count": self.step_count, "done": self.done,
+                "member_shift": list(self.member_shift), "seeds": list(self.seeds),
+                "nan_corrections": int(self._nan_corrections), "obstacle_corrections": int(self._obstacle_corrections),
+                "point_forces": [{"center": list(f.center), "strength": f.strength, "radius": f.radius}
+                                 for f in self.point_forces],
+                "metrics": self._metrics}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Continue from ``state_dict()`` output (missing keys keep their current values)."""
+        if "pos" in d:
+            self.state = FlockState(pos=d["pos"], vel=d.get("vel"), group=d.get("group"))
+        if "metrics" in d:
+            self.metrics = d["metrics"]
+        for key in ("nan_corrections", "obstacle_corrections"):
+            if key in d:
+                setattr(self, f"_{key}", torch.tensor(int(d[key]), device=self.device))
+        if "generator" in d:
+            self.generator.set_state(d["generator"].cpu())
+        if "point_forces" in d:
+            self.point_forces = [PointForce(center=tuple(f["center"]), strength=float(f["strength"]),
+                                            radius=float(f["radius"])) for f in d["point_forces"]]
+        if "step_count" in d:
+            self.step_count = int(d["step_count"])
+        if "member_done" in d:
+            self.member_done = torch.as_tensor(d["member_done"], dtype=torch.bool, device=self.device)
+        if "member_steps" in d:
+            self.member_steps = torch.as_tensor(d["member_steps"], dtype=torch.int64, device=self.device)
+        elif "step_count" in d:
+            self.member_steps = torch.full((self.n_members,), self.step_count, dtype=torch.int64, device=self.device)
+        if "member_shift" in d:
+            self.member_shift = [float(s) for s in d["member_shift"]]
+        if "done" in d:
+            self.done = bool(d["done"])
+        self._refresh(force=True)
 
     # ------------------------------------------------------------ metrics
 
-    def measure(self) -> dict[str, float]:
-        """The metrics of the current state (see ``flock.metrics``)."""
-        state = self._state
-        row = {"step": self.step_count, "time": self.time, "n_agents": state.n_agents,
-               "nan_corrections": int(self._nan_corrections)}
-        if self.scenario.obstacles:
-            row["obstacle_corrections"] = int(self._obstacle_corrections)
-        if self.scenario.is_meanshift:
-            row["n_modes"] = count_modes(state.pos, self.scenario.rules.bandwidth)
-            row["shift"] = self.last_shift
-        elif not self.scenario.is_boids:
+    def _measure_rows(self, state: FlockState, shift: float) -> dict[str, float]:
+        sc = self._scenario
+        rule = self._params.rule
+        row: dict[str, float] = {}
+        if rule.converges:
+            row["n_modes"] = count_modes(state.pos, sc.rules.bandwidth)
+            row["shift"] = shift
+        elif not rule.is_boid:
             row["mean_speed"] = mean_speed(state.vel)
         else:
             row["polarization"] = polarization(state.vel)
             row["mean_speed"] = mean_speed(state.vel)
             row["mean_nn_distance"] = mean_nearest_neighbor_distance(
-                state.pos, self.world.period(state.pos), max_queries=self.scenario.metrics.nn_sample)
+                state.pos, self._params.world.period(state.pos), max_queries=sc.metrics.nn_sample)
         return row
 
-    def _record(self) -> None:
+    def measure(self) -> dict[str, Any]:
+        """The metrics of the current state (see ``flock.metrics``); a list of B values each for B members."""
+        row: dict[str, Any] = {"step": self.step_count, "time": self.time, "n_agents": self.n_per_member,
+                               "nan_corrections": int(self._nan_corrections)}
+        if self._scenario.obstacles:
+            row["obstacle_corrections"] = int(self._obstacle_corrections)
+        n = self.n_per_member
+        if not self._member_rows:
+            row.update(self._measure_rows(self._state, self.member_shift[0]))
+            return row
+        per_member = []
+        for e in range(self.n_members):
+            rows = slice(e * n, (e + 1) * n)
+            part = FlockState(pos=self._state.pos[rows], vel=self._state.vel[rows], group=self._state.group[rows])
+            per_member.append(self._measure_rows(part, self.member_shift[e]))
+        for key in per_member[0]:
+            row[key] = [r[key] for r in per_member]
+        if self._params.rule.converges:
+            row["member_steps"] = self.member_steps.tolist()
+        return row
+
+    def record(self) -> None:
+        """Append ``measure()`` to the metrics log (nothing when ``record_metrics`` is False)."""
         if self.record_metrics:
-            self.metrics.append(self.measure())
+            self._metrics.append(self.measure())
 
     def __repr__(self) -> str:
-        return (f"Simulation({self.scenario.name or 'scenario'}, n_agents={self._state.n_agents}, "
+        members = f", members={self.n_members}" if self.n_members > 1 else ""
+        return (f"Simulation({self._scenario.name or 'scenario'}, n_agents={self.n_per_member}{members}, "
                 f"step={self.step_count}, device={self.device}, backend={self.backend})")

@@ -26,10 +26,10 @@ import torch
 
 from .initial import initial_state
 from .kernels import Kernel
-from .rules import boid_kernels, reynolds_acceleration, reynolds_steer, seed_acceleration
+from .rules import reynolds_steer
 from .scenario import BoidRules, Scenario
 from .state import FlockState
-from .world import World, minimum_image, wall_acceleration
+from .world import World, minimum_image
 
 GROUP_SEED_STRIDE = 1_000_003  # species g draws its start from seed + g * stride
 
@@ -59,16 +59,11 @@ def initial_group_state(scenario: Scenario, *, seed: int, device, dtype) -> tupl
     return state, info
 
 
-def _per_agent(values: list[float], group: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """[N, 1] tensor of ``values[group[i]]``."""
-    table = torch.as_tensor(values, device=like.device, dtype=like.dtype)
-    return table[group.clamp(0, len(values) - 1)][:, None]
-
-
-def agent_limits(scenario: Scenario, group: torch.Tensor, like: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-agent [N, 1] limits and steering parameters of every agent's group.
+def group_limits(scenario: Scenario) -> dict[str, list[float]]:
+    """Per-group limits and steering parameters, a list of G values each (``Params`` holds them as tensors).
 
     Keys: max_speed (inf if none), min_speed, max_force (inf if none), wander, avoid_weight, lookahead.
+    A species leaves out a limit: the base group's applies.
     """
     specs, rules = group_specs(scenario), group_rules(scenario)
     base = scenario.agents
@@ -78,163 +73,148 @@ def agent_limits(scenario: Scenario, group: torch.Tensor, like: torch.Tensor) ->
         value = getattr(spec, key)
         return value if value is not None else getattr(base, key)
 
-    max_speed = [pick(s, "max_speed") for s in specs]
-    max_force = [pick(s, "max_force") for s in specs]
-    return {
-        "max_speed": _per_agent([inf if v is None else v for v in max_speed], group, like),
-        "min_speed": _per_agent([s.min_speed for s in specs], group, like),
-        "max_force": _per_agent([inf if v is None else v for v in max_force], group, like),
-        "wander": _per_agent([r.wander or 0.0 for r in rules], group, like),
-        "avoid_weight": _per_agent([r.avoidance.weight if r.avoidance else 1.0 for r in rules], group, like),
-        "lookahead": _per_agent([r.avoidance.lookahead if r.avoidance else 10.0 for r in rules], group, like),
+    values = {
+        "max_speed": [inf if (v := pick(s, "max_speed")) is None else v for s in specs],
+        "min_speed": [s.min_speed for s in specs],
+        "max_force": [inf if (v := pick(s, "max_force")) is None else v for s in specs],
+        "wander": [getattr(r, "wander", None) or 0.0 for r in rules],
+        "avoid_weight": [a.weight if (a := getattr(r, "avoidance", None)) else 1.0 for r in rules],
+        "lookahead": [a.lookahead if (a := getattr(r, "avoidance", None)) else 10.0 for r in rules],
     }
+    return values
 
 
-class GroupDynamics:
-    """Seed or reynolds boids in several groups, with flee and chase between them.
+def n_groups(scenario: Scenario) -> int:
+    return 1 + len(scenario.species or [])
 
-    Channels: each group's rule channels (as ``BoidDynamics``), then one flat channel per
-    flee and per centre-chase interaction at its radius.
+
+def _interactions(scenario: Scenario):
+    inter = scenario.interactions
+    if inter is None:
+        return [], []
+    return list(inter.flee), [c for c in inter.chase if c.mode == "centre"]
+
+
+def group_kernels(scenario: Scenario, rules_table) -> list[Kernel]:
+    """Channels: each group's rule channels (``rules_table[formulation].channels``), then one flat
+    channel per flee and per centre-chase interaction at its radius."""
+    kernels = [k for rules in group_rules(scenario) for k in rules_table[rules.formulation].channels(rules)]
+    flee, chase = _interactions(scenario)
+    return kernels + [Kernel("flat", radius=item.radius) for item in flee + chase]
+
+
+def group_features(state: FlockState, world: World, groups: int) -> torch.Tensor:
+    """[N, F] kernel features (layout in the module docstring)."""
+    pos, vel = state.pos, state.vel
+    onehot = torch.nn.functional.one_hot(state.group.clamp(0, groups - 1), groups).to(pos.dtype)
+    rel = pos - world.origin_tensor(pos)
+    parts = [onehot, _masked(vel, onehot), _masked(rel, onehot)]
+    if world.periodic:
+        size = world.size_tensor(pos)
+        parts.append(_masked(torch.remainder(rel + size / 2, size), onehot))
+    return torch.cat(parts, dim=1)
+
+
+def group_sums(s: torch.Tensor, pos: torch.Tensor, h: torch.Tensor, support: float, world: World,
+               groups: int) -> torch.Tensor:
+    """[N, 2D+1] sums [x D, v D, 1] of channel sums ``s`` [N, W] over the neighbors in group ``h[i]``.
+
+    Positions are the images nearest to each agent, as the kernel's own position sums are.
     """
+    n, dim = pos.shape
+    g = groups
+    col = 2 * dim
+    count = s[:, col:col + g].gather(1, h[:, None])
+    idx = h[:, None, None].expand(n, 1, dim)
+    vsum = s[:, col + g:col + g + g * dim].view(n, g, dim).gather(1, idx)[:, 0]
+    xsum = s[:, col + g + g * dim:col + g + 2 * g * dim].view(n, g, dim).gather(1, idx)[:, 0]
+    safe = torch.where(count > 0, count, torch.ones_like(count))
+    origin = world.origin_tensor(pos)
+    rel = pos - origin
+    if world.periodic:
+        size = world.size_tensor(pos)
+        xsum_b = s[:, col + g + 2 * g * dim:col + g + 3 * g * dim].view(n, g, dim).gather(1, idx)[:, 0]
+        near_seam = (rel < support) | (rel > size - support)
+        mean = torch.where(near_seam, xsum_b / safe - size / 2, xsum / safe)
+        mean = rel + minimum_image(mean - rel, size)
+    else:
+        mean = xsum / safe
+    xsum = torch.where(count > 0, (mean + origin) * count, torch.zeros_like(mean))
+    return torch.cat([xsum, vsum, count], dim=1)
 
-    sets_velocity = False
 
-    def __init__(self, scenario: Scenario):
-        self.scenario = scenario
+def group_acceleration(state: FlockState, sums: torch.Tensor, params, rules_table) -> torch.Tensor:
+    """[N, D] accelerations of every agent from the sums [K, N, W] (walls are a separate term).
 
-    @property
-    def n_groups(self) -> int:
-        return 1 + len(self.scenario.species or [])
+    Args:
+        params: ``flock.params.Params`` (scenario, world, per-agent limits).
+        rules_table: the rule registry; each group's formulation supplies ``channels`` and ``steer``.
+    """
+    sc, world, groups = params.scenario, params.world, params.n_groups
+    pos, vel, group = state.pos, state.vel, state.group
+    dim = pos.shape[1]
+    across = sc.interactions is not None and sc.interactions.flock_across_groups
+    accel = torch.zeros_like(pos)
+    k = 0
+    for g, (rules, spec) in enumerate(zip(group_rules(sc), group_specs(sc))):
+        rule = rules_table[rules.formulation]
+        channels = rule.channels(rules)
+        s = [sums[k + c] for c in range(len(channels))]
+        if not across:
+            # cohesion/alignment within the own group; separation (the last channel) from everyone
+            s = [group_sums(s[c], pos, group, channels[c].support, world, groups)
+                 for c in range(len(s) - 1)] + [s[-1]]
+        max_force = spec.max_force if spec.max_force is not None else sc.agents.max_force
+        max_speed = spec.max_speed if spec.max_speed is not None else sc.agents.max_speed
+        a = rule.steer(pos, vel, s, rules, max_speed=max_speed or 1.0,
+                       max_force=float("inf") if max_force is None else max_force)
+        accel = torch.where((group == g)[:, None], a, accel)
+        k += len(channels)
+    names = group_names(sc)
+    flee, chase = _interactions(sc)
+    limits = params.agent_limits(group)
+    steer = dict(max_speed=limits["max_speed"], max_force=limits["max_force"])
+    for item in flee:
+        pred = torch.full_like(group, names.index(item.predator))
+        s = group_sums(sums[k], pos, pred, item.radius, world, groups)
+        count, centre = s[:, -1:], s[:, :dim] / torch.clamp_min(s[:, -1:], 1.0)
+        active = (group == names.index(item.prey))[:, None] & (count > 0)
+        accel = accel + item.weight * reynolds_steer(pos - centre, vel, active, **steer)
+        k += 1
+    for item in chase:
+        prey = torch.full_like(group, names.index(item.prey))
+        s = group_sums(sums[k], pos, prey, item.radius, world, groups)
+        count, centre = s[:, -1:], s[:, :dim] / torch.clamp_min(s[:, -1:], 1.0)
+        active = (group == names.index(item.predator))[:, None] & (count > 0)
+        accel = accel + item.weight * reynolds_steer(centre - pos, vel, active, **steer)
+        k += 1
+    return accel + chase_nearest(state, params, steer)
 
-    def _group_kernels(self, rules: BoidRules) -> list[Kernel]:
-        return boid_kernels(rules)
 
-    def _interactions(self):
-        inter = self.scenario.interactions
-        if inter is None:
-            return [], []
-        return list(inter.flee), [c for c in inter.chase if c.mode == "centre"]
+def chase_nearest(state: FlockState, params, steer: dict) -> torch.Tensor:
+    """[N, D] steering of every ``mode: nearest`` hunter toward its nearest prey within the radius.
 
-    def kernels(self) -> list[Kernel]:
-        kernels = [k for rules in group_rules(self.scenario) for k in self._group_kernels(rules)]
-        flee, chase = self._interactions()
-        kernels += [Kernel("flat", radius=item.radius) for item in flee + chase]
-        return kernels
+    Every agent queries (no host-side selection of the hunters, so no sync); the steering is
+    kept for the hunters only.
+    """
+    from .neighbors.nearest import nearest_neighbor
 
-    def features(self, state: FlockState, world: World) -> torch.Tensor:
-        """[N, F] kernel features (layout in the module docstring)."""
-        pos, vel = state.pos, state.vel
-        onehot = torch.nn.functional.one_hot(state.group.clamp(0, self.n_groups - 1), self.n_groups).to(pos.dtype)
-        rel = pos - world.origin_tensor(pos)
-        parts = [onehot, _masked(vel, onehot), _masked(rel, onehot)]
-        if world.periodic:
-            size = world.size_tensor(pos)
-            parts.append(_masked(torch.remainder(rel + size / 2, size), onehot))
-        return torch.cat(parts, dim=1)
-
-    def _group_sums(self, s: torch.Tensor, pos: torch.Tensor, h: torch.Tensor, support: float,
-                    world: World) -> torch.Tensor:
-        """[N, 2D+1] sums [x D, v D, 1] of channel sums ``s`` [N, W] over the neighbors in group ``h[i]``.
-
-        Positions are the images nearest to each agent, as the kernel's own position sums are.
-        """
-        n, dim = pos.shape
-        g = self.n_groups
-        col = 2 * dim
-        count = s[:, col:col + g].gather(1, h[:, None])
-        idx = h[:, None, None].expand(n, 1, dim)
-        vsum = s[:, col + g:col + g + g * dim].view(n, g, dim).gather(1, idx)[:, 0]
-        xsum = s[:, col + g + g * dim:col + g + 2 * g * dim].view(n, g, dim).gather(1, idx)[:, 0]
-        safe = torch.where(count > 0, count, torch.ones_like(count))
-        origin = world.origin_tensor(pos)
-        rel = pos - origin
-        if world.periodic:
-            size = world.size_tensor(pos)
-            xsum_b = s[:, col + g + 2 * g * dim:col + g + 3 * g * dim].view(n, g, dim).gather(1, idx)[:, 0]
-            near_seam = (rel < support) | (rel > size - support)
-            mean = torch.where(near_seam, xsum_b / safe - size / 2, xsum / safe)
-            mean = rel + minimum_image(mean - rel, size)
-        else:
-            mean = xsum / safe
-        xsum = torch.where(count > 0, (mean + origin) * count, torch.zeros_like(mean))
-        return torch.cat([xsum, vsum, count], dim=1)
-
-    def acceleration(self, state: FlockState, sums: torch.Tensor, world: World,
-                     limits: dict[str, torch.Tensor]) -> torch.Tensor:
-        """[N, D] accelerations of every agent from the sums [K, N, W] (soft walls included)."""
-        sc = self.scenario
-        pos, vel, group = state.pos, state.vel, state.group
-        dim = pos.shape[1]
-        across = sc.interactions is not None and sc.interactions.flock_across_groups
-        accel = torch.zeros_like(pos)
-        k = 0
-        for g, rules in enumerate(group_rules(sc)):
-            channels = self._group_kernels(rules)
-            s = [sums[k + c] for c in range(len(channels))]
-            if not across:
-                # cohesion/alignment within the own group; separation (the last channel) from everyone
-                s = [self._group_sums(s[c], pos, group, channels[c].support, world)
-                     for c in range(len(s) - 1)] + [s[-1]]
-            weights = dict(cohesion=rules.cohesion.weight, alignment=rules.alignment.weight,
-                           separation=rules.separation.weight)
-            spec = group_specs(sc)[g]
-            max_force = spec.max_force if spec.max_force is not None else sc.agents.max_force
-            max_force = float("inf") if max_force is None else max_force
-            if rules.formulation == "seed":
-                a = seed_acceleration(pos, vel, s[0], s[1], max_force=max_force, **weights)
-            else:
-                max_speed = spec.max_speed if spec.max_speed is not None else sc.agents.max_speed
-                a = reynolds_acceleration(pos, vel, s[0], s[1], s[2], max_speed=max_speed or 1.0,
-                                          max_force=max_force, **weights)
-            accel = torch.where((group == g)[:, None], a, accel)
-            k += len(channels)
-        names = group_names(sc)
-        flee, chase = self._interactions()
-        steer = dict(max_speed=limits["max_speed"], max_force=limits["max_force"])
-        for item in flee:
-            pred = torch.full_like(group, names.index(item.predator))
-            s = self._group_sums(sums[k], pos, pred, item.radius, world)
-            count, centre = s[:, -1:], s[:, :dim] / torch.clamp_min(s[:, -1:], 1.0)
-            active = (group == names.index(item.prey))[:, None] & (count > 0)
-            accel = accel + item.weight * reynolds_steer(pos - centre, vel, active, **steer)
-            k += 1
-        for item in chase:
-            prey = torch.full_like(group, names.index(item.prey))
-            s = self._group_sums(sums[k], pos, prey, item.radius, world)
-            count, centre = s[:, -1:], s[:, :dim] / torch.clamp_min(s[:, -1:], 1.0)
-            active = (group == names.index(item.predator))[:, None] & (count > 0)
-            accel = accel + item.weight * reynolds_steer(centre - pos, vel, active, **steer)
-            k += 1
-        accel = accel + self._chase_nearest(state, world, steer)
-        if world.boundary == "soft":
-            accel = accel + wall_acceleration(pos, world)
+    accel = torch.zeros_like(state.pos)
+    inter = params.scenario.interactions
+    if inter is None:
         return accel
-
-    def _chase_nearest(self, state: FlockState, world: World, steer: dict) -> torch.Tensor:
-        from .neighbors.nearest import nearest_neighbor
-
-        accel = torch.zeros_like(state.pos)
-        inter = self.scenario.interactions
-        if inter is None:
-            return accel
-        names = group_names(self.scenario)
-        pos, vel, group = state.pos, state.vel, state.group
-        period = world.period(pos)
-        for item in inter.chase:
-            if item.mode != "nearest":
-                continue
-            hunters = torch.nonzero(group == names.index(item.predator)).flatten()
-            if hunters.numel() == 0:
-                continue
-            idx, _ = nearest_neighbor(pos, radius=item.radius, period=period, query_pos=pos[hunters],
-                                      query_index=hunters, candidates=group == names.index(item.prey))
-            target = minimum_image(pos[idx.clamp_min(0)] - pos[hunters], period)
-            active = (idx >= 0)[:, None]
-            a = item.weight * reynolds_steer(target, vel[hunters], active,
-                                             max_speed=steer["max_speed"][hunters],
-                                             max_force=steer["max_force"][hunters])
-            accel = accel.index_add(0, hunters, a)
-        return accel
+    names = group_names(params.scenario)
+    pos, vel, group = state.pos, state.vel, state.group
+    period = params.world.period(pos)
+    for item in inter.chase:
+        if item.mode != "nearest":
+            continue
+        idx, _ = nearest_neighbor(pos, radius=item.radius, period=period,
+                                  candidates=group == names.index(item.prey))
+        target = minimum_image(pos[idx.clamp_min(0)] - pos, period)
+        active = ((idx >= 0) & (group == names.index(item.predator)))[:, None]
+        accel = accel + item.weight * reynolds_steer(target, vel, active, **steer)
+    return accel
 
 
 def _masked(x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,9 @@ def clip_norm(x: torch.Tensor, max_norm: float | torch.Tensor | None) -> torch.T
     return x * scale
 
 
-def raise_norm(x: torch.Tensor, min_norm: float | None) -> torch.Tensor:
-    """x scaled up to norm ``min_norm`` where it is shorter and non-zero (last axis)."""
-    if not min_norm:
+def raise_norm(x: torch.Tensor, min_norm: float | torch.Tensor | None) -> torch.Tensor:
+    """x scaled up to norm ``min_norm`` where it is shorter and non-zero (last axis); None or 0: unchanged."""
+    if min_norm is None or (not isinstance(min_norm, torch.Tensor) and not min_norm):
         return x
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
     grow = (norm < min_norm) & (norm > 0)

@@ -21,7 +21,7 @@ BOUNDARIES = ("wrap", "soft", "reflect", "open")
 
 
 @functools.lru_cache(maxsize=256)
-def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """A cached small constant tensor: made once per device, so a step does no host-to-device copy
     (which CUDA-graph capture forbids). Callers never modify it in place."""
     return torch.tensor(values, device=device, dtype=dtype)
@@ -57,12 +57,12 @@ class World:
 
     def size_tensor(self, like: torch.Tensor) -> torch.Tensor:
         """[D] box lengths on ``like``'s device and dtype."""
-        return _constant(tuple(float(v) for v in self.size), like.device, like.dtype)
+        return constant(tuple(float(v) for v in self.size), like.device, like.dtype)
 
     def origin_tensor(self, like: torch.Tensor) -> torch.Tensor:
         """[D] lower corner on ``like``'s device and dtype."""
         origin = self.origin if self.origin is not None else (0.0,) * self.dim
-        return _constant(tuple(float(v) for v in origin), like.device, like.dtype)
+        return constant(tuple(float(v) for v in origin), like.device, like.dtype)
 
     def period(self, like: torch.Tensor) -> torch.Tensor | None:
         """[D] period for minimum-image offsets, or None when not periodic."""

@@ -268,9 +268,8 @@ class ModeTracker:
         from flock.simulation import Simulation  # noqa: PLC0415  (only needed for mean shift)
 
         ghost = Simulation.from_scenario(sim.scenario, device=sim.device, dtype=sim.dtype, backend=sim.backend,
-                                         seed=sim.seed, record_metrics=False)
-        ghost.state = sim.state.clone()
-        ghost.step_count = sim.step_count
+                                         seed=sim.seed, state=sim.state.clone(), record_metrics=False)
+        ghost.load_state_dict({"step_count": sim.step_count})
         ghost.step(max(0, sim.scenario.rules.max_iter - sim.step_count))
         return ghost.state.pos
 

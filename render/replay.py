@@ -17,7 +17,6 @@ import yaml
 from flock.errors import ScenarioError
 from flock.scenario import validate_scenario
 from flock.simulation import Simulation
-from flock.state import FlockState
 
 from .export import FrameWriter, parse_size
 from .window import _window_size, window_available
@@ -46,8 +45,7 @@ def show_frame(sim: Simulation, rec, i: int) -> None:
     vel_t = torch.as_tensor(vel, dtype=sim.dtype) if vel is not None else torch.zeros_like(pos_t)
     keep = ~torch.isnan(torch.as_tensor(rec.positions[i])).any(dim=1)
     group = torch.as_tensor(rec.group)[keep]
-    sim.state = FlockState(pos=pos_t, vel=vel_t, group=group)
-    sim.step_count = int(rec.steps[i])
+    sim.load_state_dict({"pos": pos_t, "vel": vel_t, "group": group, "step_count": int(rec.steps[i])})
 
 
 def replay_to_files(rec, *, gif=None, frames_dir=None, size=None, fps: float = 10.0) -> list[str]:

@@ -118,7 +118,7 @@ def test_capture_failure_falls_back(caplog):
 
 def test_known_blockers():
     ms = _sim("scenarios/meanshift_seed.yaml", None)
-    assert any("mean shift" in r for r in graph_blockers(ms))
+    assert any("meanshift tests convergence" in r for r in graph_blockers(ms))
     stepper = GraphedStepper(ms, steps_per_graph=3, graph_factory=EagerGraph)
     ref = _sim("scenarios/meanshift_seed.yaml", None)
     stepper.step(6)
@@ -129,6 +129,18 @@ def test_known_blockers():
     assert any("grid backend" in r for r in graph_blockers(grid))
     with pytest.raises(ValueError, match="steps_per_graph"):
         GraphedStepper(grid, steps_per_graph=0)
+    wander = _sim("scenarios/obstacles.yaml", 30)
+    assert any("rules.wander" in r for r in graph_blockers(wander))
+
+
+def test_metrics_off_replays_graphs_whatever_metrics_every_says():
+    ref = _sim(every=1, record_metrics=False)
+    sim = _sim(every=1, record_metrics=False)
+    stepper = GraphedStepper(sim, steps_per_graph=4, graph_factory=EagerGraph)
+    stepper.step(12)
+    ref.step(12)
+    assert stepper.replays == 3 and stepper.eager_steps == 0
+    _same(sim, ref)
 
 
 def test_ensemble_batch_steps_in_graphs():

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from flock import ScenarioError, Simulation, load_scenario
-from flock.ensemble import EnsembleSimulation, ensemble_grid, reduce_dense_batched
+from flock.ensemble import EnsembleSimulation, ensemble_grid
+from flock.neighbors import reduce_dense_batched
 from flock.kernels import Kernel
 from flock.neighbors.dense import reduce_dense
 
@@ -126,7 +127,7 @@ def test_errors_name_the_problem():
         EnsembleSimulation(sc, params={"rules.cohesion.weight": [1, 2], "agents.max_speed": [1.0]}, device="cpu")
     with pytest.raises(ScenarioError, match="cohesion.weight"):
         EnsembleSimulation(sc, params={"rules.cohesion.weight": ["a", "b"]}, device="cpu")
-    with pytest.raises(ScenarioError, match="ensemble backend"):
+    with pytest.raises(ScenarioError, match="backend: expected one of"):
         EnsembleSimulation(sc, ensemble=2, backend="magic", device="cpu")
     ens = EnsembleSimulation(sc, ensemble=2, device="cpu")
     with pytest.raises(ScenarioError, match="cannot grow"):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flock import Simulation
-from flock.ensemble import reduce_dense_batched
+from flock.neighbors import reduce_dense_batched
 from flock.errors import ScenarioError
 from flock.kernels import Kernel
 from flock.neighbors import is_fused_compatible, reduce_neighbors

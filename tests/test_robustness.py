@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import flock
+from flock.formulations import Update
 from flock.scenario import validate_scenario
 from flock.state import FlockState
 
@@ -76,14 +77,16 @@ def test_5000_agents_at_one_point(backend):
 def test_nan_guard_keeps_previous_state_and_counts():
     sim = flock.Simulation(validate_scenario(_data(count=5)), device="cpu")
     before = sim.state.clone()
-    real = sim.dynamics.acceleration
+    rule = sim.params.rule
+    real = rule.update
 
-    def poisoned(pos, vel, sums, world):
-        accel = real(pos, vel, sums, world).clone()
-        accel[2] = float("nan")
-        return accel
+    def poisoned(state, sums, params):
+        update = real(state, sums, params)
+        value = update.value.clone()
+        value[2] = float("nan")
+        return Update(update.kind, value)
 
-    sim.dynamics.acceleration = poisoned
+    rule.update = poisoned
     sim.step(2)
     assert _finite(sim)
     assert torch.equal(sim.state.pos[2], before.pos[2]) and torch.equal(sim.state.vel[2], before.vel[2])

@@ -9,7 +9,8 @@ import flock
 from flock.errors import ScenarioError
 from flock.neighbors import reduce_dense
 from flock.scenario import load_scenario, validate_scenario
-from flock.species import GroupDynamics
+from flock.formulations import GroupsRule
+from flock.species import group_sums
 from flock.state import FlockState
 from flock.world import minimum_image
 
@@ -89,10 +90,9 @@ def test_group_sums_match_brute_force(boundary, backend):
     world = sim.world
     period = world.period(pos)
     sums = sim.sums()
-    dyn = sim.dynamics
-    assert isinstance(dyn, GroupDynamics)
-    kernel = dyn.kernels()[0]
-    got = dyn._group_sums(sums[0], pos, sim.state.group, kernel.support, world)
+    assert isinstance(sim.params.rule, GroupsRule)
+    kernel = sim.kernels()[0]
+    got = group_sums(sums[0], pos, sim.state.group, kernel.support, world, sim.params.n_groups)
     for g in (0, 1):
         members = torch.nonzero(sim.state.group == g).flatten()
         ref = reduce_dense(pos[members], sim.state.vel[members], [kernel], period=period, query_pos=pos,

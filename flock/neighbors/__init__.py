@@ -78,5 +78,7 @@ def reduce_neighbors(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel]
     raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
 
 
-__all__ = ["BACKENDS", "DEFAULT_MEMORY_BUDGET", "choose_backend", "dense_chunk_rows", "is_fused_compatible",
+from .batched import reduce_dense_batched, reduce_members  # noqa: E402  (uses reduce_neighbors lazily)
+
+__all__ = ["BACKENDS", "reduce_dense_batched", "reduce_members", "DEFAULT_MEMORY_BUDGET", "choose_backend", "dense_chunk_rows", "is_fused_compatible",
            "reduce_dense", "reduce_neighbors"]

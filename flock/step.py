@@ -1,0 +1,117 @@
+"""The step as a function: ``step(state, params, backend, generator) -> state``.
+
+One synchronous step for every formulation (JAX-MD's ``step_fn(state) -> state``):
+
+    sums   = neighbor_sums(state, params, backend)          # the one kernel, [K, N, W]
+    update = params.rule.update(state, sums, params)        # accel | vel | pos
+    accel  = sum(term(state, ...) for term in params.terms) # walls, forces, avoidance, wander
+    state  = integrate(state, update, accel, params)        # limits, boundary, obstacles
+    state  = nan_guard(previous, state)
+
+Pure except for the generator (wander draws from it). No host synchronisation on the
+path of a boid step: no ``.item()``, ``float(tensor)``, ``.tolist()``, ``nonzero`` or
+boolean-mask indexing; counters come back as device tensors in ``StepStats``.
+
+Ensembles are the same step with a member axis: ``params.n_members = B`` stacks B
+independent flocks of N agents as B * N rows; the neighbor pass never pairs rows of
+different members, and everything after it is row by row. ``frozen`` ([B] bool) keeps
+converged mean shift members where they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .integrate import integrate, nan_guard
+from .neighbors import reduce_members, reduce_neighbors
+from .params import Params
+from .state import FlockState
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """Device-side facts of one step (reading them synchronises; the step never does).
+
+    Attributes:
+        nan_corrections: 0-dim int64, agents the NaN guard put back.
+        obstacle_corrections: 0-dim int64, agents projected out of obstacles.
+        shift: [B] relative shift sum|x' - x| / sum|x| per member (rules that converge), else None.
+    """
+
+    nan_corrections: torch.Tensor
+    obstacle_corrections: torch.Tensor
+    shift: torch.Tensor | None = None
+
+
+def neighbor_sums(state: FlockState, params: Params, backend: str) -> torch.Tensor:
+    """The one kernel's sums [K, B * N, 2D+F+1] of ``state`` for ``params.kernels``.
+
+    Args:
+        backend: a resolved backend name ('dense', 'grid', 'fused', 'triton', ...).
+    """
+    kernels = list(params.kernels)
+    pos, vel = state.pos, state.vel
+    period = params.world.period(pos)
+    features = params.rule.features(state, params)
+    extra = {} if features is None else {"features": features}
+    b = params.n_members
+    if b == 1:
+        return reduce_neighbors(pos, vel, kernels, backend=backend, period=period, **extra)
+    n, dim = pos.shape[0] // b, pos.shape[1]
+    if features is not None:
+        extra["features"] = features.view(b, n, -1)
+    s = reduce_members(pos.view(b, n, dim), vel.view(b, n, dim), kernels, backend=backend, period=period,
+                       **extra)                                                  # [B, K, N, W]
+    return s.transpose(0, 1).reshape(len(kernels), b * n, s.shape[-1])
+
+
+def extra_acceleration(state: FlockState, params: Params, limits: dict[str, torch.Tensor], *, time: float,
+                       generator: torch.Generator | None) -> torch.Tensor | None:
+    """[N, D] sum of ``params.terms`` (None when the scenario has none)."""
+    accel = None
+    for term in params.terms:
+        a = term(state, params, limits, time=time, generator=generator)
+        accel = a if accel is None else accel + a
+    return accel
+
+
+def _member_shift(old: torch.Tensor, new: torch.Tensor, members: int) -> torch.Tensor:
+    moved = (new - old).abs().reshape(members, -1).sum(1)
+    scale = old.abs().reshape(members, -1).sum(1)
+    return torch.where(scale > 0, moved / torch.where(scale > 0, scale, torch.ones_like(scale)), moved)
+
+
+def step_with_stats(state: FlockState, params: Params, backend: str, generator: torch.Generator | None = None, *,
+                    time: float = 0.0, frozen: torch.Tensor | None = None) -> tuple[FlockState, StepStats]:
+    """One step of every agent, and its ``StepStats``.
+
+    Args:
+        state: the current ``FlockState`` (B * N rows for B members).
+        params: ``flock.params.build_params(...)``.
+        backend: resolved neighbor backend.
+        generator: the run's generator (terms that draw random numbers use it).
+        time: simulated time at the start of the step (moving attractors).
+        frozen: [B] bool, members that do not move (converged mean shift), or None.
+    """
+    sums = neighbor_sums(state, params, backend)
+    update = params.rule.update(state, sums, params)
+    limits = params.agent_limits(state.group)
+    accel = extra_acceleration(state, params, limits, time=time, generator=generator)
+    moved, obstacle_corrections = integrate(state, update, accel, params, limits)
+    new, nan_corrections = nan_guard(state, moved)
+    if frozen is not None:
+        keep = frozen.repeat_interleave(state.n_agents // params.n_members)[:, None]
+        new = new.replace(pos=torch.where(keep, state.pos, new.pos), vel=torch.where(keep, state.vel, new.vel))
+    shift = _member_shift(state.pos, new.pos, params.n_members) if params.rule.converges else None
+    return new, StepStats(nan_corrections=nan_corrections, obstacle_corrections=obstacle_corrections, shift=shift)
+
+
+def step(state: FlockState, params: Params, backend: str, generator: torch.Generator | None = None, *,
+         time: float = 0.0, frozen: torch.Tensor | None = None) -> FlockState:
+    """One step of every agent (``step_with_stats`` without the stats)."""
+    return step_with_stats(state, params, backend, generator, time=time, frozen=frozen)[0]
+
+
+__all__ = ["StepStats", "extra_acceleration", "neighbor_sums", "step", "step_with_stats"]
