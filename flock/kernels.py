@@ -140,6 +140,29 @@ def in_view(kernel: Kernel, along: torch.Tensor, reach: torch.Tensor) -> torch.T
     return (along >= kernel.cos_half_fov * reach).to(along.dtype)
 
 
+def pair_weights(kernels, offset: torch.Tensor, dist: torch.Tensor, heading: torch.Tensor | None,
+                 axis: int) -> torch.Tensor:
+    """Every channel's weight of every pair, field of view applied, stacked along ``axis``.
+
+    The one place the dense, batched and grid backends turn offsets into weights.
+
+    Args:
+        kernels: K channels.
+        offset: [..., P, D] offsets d_ij = x_j - q_i (minimum image), world units.
+        dist: [..., P] |d_ij|.
+        heading: [..., D] query velocities (only read when a channel has a field of view), or None.
+        axis: where the channel axis K goes in the result.
+    Returns:
+        [..., K, ..., P] weights (K inserted at ``axis``).
+    """
+    if heading is None or not has_fov(kernels):
+        return torch.stack([kern.weights(dist) for kern in kernels], axis)
+    along = torch.einsum("...pd,...d->...p", offset, heading)              # d_ij . v_i
+    reach = dist * torch.linalg.vector_norm(heading, dim=-1).unsqueeze(-1)  # |d_ij| |v_i|
+    return torch.stack([kern.weights(dist) * in_view(kern, along, reach) if kern.fov is not None
+                        else kern.weights(dist) for kern in kernels], axis)
+
+
 def has_fov(kernels) -> bool:
     """True when any channel has a field of view (the backend needs query velocities)."""
     return any(k.fov is not None for k in kernels)

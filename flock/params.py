@@ -51,6 +51,9 @@ class Params:
             steering; max_force, inf when none).
         speed_limited: some group has a finite max_speed or a min_speed > 0.
         obstacles: the scenario has obstacles (the integrator projects agents out of them).
+        box: (low, high) corners of the world box as host floats where agents are kept
+            near it (wrap, soft, reflect), None in an open world; cell lists are laid out
+            over it without reading positions back from the device.
     """
 
     scenario: object
@@ -65,6 +68,7 @@ class Params:
     base_limits: dict[str, float]
     speed_limited: bool
     obstacles: bool
+    box: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def agent_limits(self, group: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-agent [N, 1] limits of every agent's group (a gather: no host sync).
@@ -97,7 +101,10 @@ def build_params(scenario, *, device, dtype, point_forces: tuple[PointForce, ...
     base = {"max_speed": agents.max_speed if agents.max_speed is not None else 1.0,
             "max_force": agents.max_force if agents.max_force is not None else math.inf}
     speed_limited = any(math.isfinite(v) for v in limits["max_speed"]) or any(v > 0 for v in limits["min_speed"])
-    params = Params(scenario=scenario, rule=rule, kernels=(), world=world_of(scenario), dt=float(scenario.run.dt),
+    world = world_of(scenario)
+    origin = world.origin if world.origin is not None else (0.0,) * world.dim
+    box = None if world.boundary == "open" else (tuple(origin), tuple(o + s for o, s in zip(origin, world.size)))
+    params = Params(scenario=scenario, rule=rule, kernels=(), world=world, dt=float(scenario.run.dt), box=box,
                     n_groups=n_groups(scenario), n_members=int(n_members), terms=terms, limit_tables=tables,
                     base_limits=base, speed_limited=speed_limited, obstacles=bool(scenario.obstacles))
     return dataclasses.replace(params, kernels=tuple(rule.kernels(params)))

@@ -50,7 +50,7 @@ def run_summary(sim, seconds: float, interrupted: bool) -> str:
     text = (f"{name}: {head} after {steps} steps of {n} agents in {seconds:.2f} s "
             f"({rate:,.0f} agent-steps/s) on {sim.device}, backend {sim.backend}")
     last = sim.metrics.last()
-    if sim.scenario.is_meanshift:
+    if sim.params.rule.converges:
         conv = "converged" if sim.done and sim.last_shift < sim.scenario.rules.tol else "not converged"
         text += f"; {last.get('n_modes', '?')} modes, {conv} (shift {sim.last_shift:.2e})"
     elif last and "polarization" in last:

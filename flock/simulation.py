@@ -261,7 +261,7 @@ class Simulation:
             self.backend = req
 
     def add_agents(self, pos, vel=None, group=None) -> None:
-        """Append agents (the seed's ``addFish``).
+        """Append agents (the seed's ``addFish``); a converged mean shift run starts moving again.
 
         Args:
             pos: [M, D] positions. vel: [M, D] velocities (zeros if None). group: [M] ids (zeros if None).
@@ -274,6 +274,9 @@ class Simulation:
         if new.dim != self._state.dim:
             raise ScenarioError(f"add_agents: expected positions with {self._state.dim} columns, got {new.dim}")
         self.state = self._state.concat(new)
+        # a converged mean shift has somewhere to go again
+        self.member_done = torch.zeros_like(self.member_done)
+        self.done = False
 
     # ------------------------------------------------------------ stepping
 

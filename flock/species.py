@@ -106,7 +106,8 @@ def group_kernels(scenario: Scenario, rules_table) -> list[Kernel]:
 def group_features(state: FlockState, world: World, groups: int) -> torch.Tensor:
     """[N, F] kernel features (layout in the module docstring)."""
     pos, vel = state.pos, state.vel
-    onehot = torch.nn.functional.one_hot(state.group.clamp(0, groups - 1), groups).to(pos.dtype)
+    # a comparison, not one_hot: one_hot checks the largest id on the host
+    onehot = (state.group.clamp(0, groups - 1)[:, None] == torch.arange(groups, device=pos.device)).to(pos.dtype)
     rel = pos - world.origin_tensor(pos)
     parts = [onehot, _masked(vel, onehot), _masked(rel, onehot)]
     if world.periodic:

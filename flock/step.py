@@ -58,7 +58,7 @@ def neighbor_sums(state: FlockState, params: Params, backend: str) -> torch.Tens
     extra = {} if features is None else {"features": features}
     b = params.n_members
     if b == 1:
-        return reduce_neighbors(pos, vel, kernels, backend=backend, period=period, **extra)
+        return reduce_neighbors(pos, vel, kernels, backend=backend, period=period, box=params.box, **extra)
     n, dim = pos.shape[0] // b, pos.shape[1]
     if features is not None:
         extra["features"] = features.view(b, n, -1)

@@ -60,10 +60,17 @@ def choose_backend(n_agents: int, kernels: list[Kernel], device: torch.device | 
 
 
 def reduce_neighbors(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
-                     backend: str = "dense", **kwargs) -> torch.Tensor:
-    """Kernel sums [K, M, 2D+F+1] with ``backend`` (keyword arguments as ``reduce_dense``)."""
+                     backend: str = "dense", box=None, **kwargs) -> torch.Tensor:
+    """Kernel sums [K, M, 2D+F+1] with ``backend`` (keyword arguments as ``reduce_dense``).
+
+    ``box``: the world box (low, high corners) as host floats, or None; cell-list backends
+    lay their cells out over it instead of reading the agents' bounding box back.
+    """
     if backend == "auto":
         backend = choose_backend(pos.shape[0], kernels, pos.device)
+    if backend == "grid":
+        from .grid import reduce_grid
+        return reduce_grid(pos, vel, kernels, box=box, **kwargs)
     if backend == "dense":
         return reduce_dense(pos, vel, kernels, **kwargs)
     if backend == "grid":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..kernels import Kernel, has_fov, in_view
+from ..kernels import Kernel, has_fov, pair_weights
 from ..world import minimum_image
 from .dense import DEFAULT_MEMORY_BUDGET, dense_chunk_rows
 
@@ -63,14 +63,7 @@ def reduce_dense_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ker
         q = pos[:, start:stop]                                                  # [E, m, D]
         offset = minimum_image(pos[:, None, :, :] - q[:, :, None, :], period)   # [E, m, N, D]
         dist = torch.linalg.vector_norm(offset, dim=-1)                         # [E, m, N]
-        if fov:
-            heading = vel[:, start:stop]                                        # [E, m, D]
-            along = torch.einsum("emnd,emd->emn", offset, heading)
-            reach = dist * torch.linalg.vector_norm(heading, dim=-1)[..., None]
-            w = torch.stack([kern.weights(dist) * in_view(kern, along, reach) if kern.fov is not None
-                             else kern.weights(dist) for kern in kernels], 2)
-        else:
-            w = torch.stack([kern.weights(dist) for kern in kernels], 2)        # [E, m, K, N]
+        w = pair_weights(kernels, offset, dist, vel[:, start:stop] if fov else None, 2)   # [E, m, K, N]
         if exclude:
             r = torch.arange(m, device=pos.device)
             for k in exclude:

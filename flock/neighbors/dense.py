@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..kernels import Kernel, has_fov, in_view
+from ..kernels import Kernel, has_fov, pair_weights
 from ..world import minimum_image
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
@@ -84,14 +84,7 @@ def reduce_dense(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         q = query_pos[start:stop]                                   # [m, D]
         offset = minimum_image(pos[None, :, :] - q[:, None, :], period)  # [m, N, D]
         dist = torch.linalg.vector_norm(offset, dim=-1)             # [m, N]
-        if fov:
-            heading = query_vel[start:stop]                          # [m, D]
-            along = torch.einsum("mnd,md->mn", offset, heading)     # [m, N]
-            reach = dist * torch.linalg.vector_norm(heading, dim=-1)[:, None]
-            w = torch.stack([kern.weights(dist) * in_view(kern, along, reach) if kern.fov is not None
-                             else kern.weights(dist) for kern in kernels])
-        else:
-            w = torch.stack([kern.weights(dist) for kern in kernels])   # [K, m, N]
+        w = pair_weights(kernels, offset, dist, query_vel[start:stop] if fov else None, 0)   # [K, m, N]
         if exclude and query_index is not None:
             rows_idx = torch.arange(stop - start, device=pos.device)
             cols = query_index[start:stop]

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..kernels import Kernel, has_fov, in_view, max_support
+from ..kernels import Kernel, has_fov, max_support, pair_weights
 from ..world import minimum_image
 from .dense import DEFAULT_MEMORY_BUDGET
 
@@ -129,7 +129,8 @@ def _rounding_margin(dtype: torch.dtype, support: float, scale: float) -> float:
 
 def cell_layout(points: torch.Tensor, cell_size: float, *, period: torch.Tensor | None = None,
                 bounds: torch.Tensor | None = None, max_cells: int | None = None,
-                caller: str = "cell_layout") -> tuple[list[float], list[float], list[int]]:
+                caller: str = "cell_layout",
+                box: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> tuple[list[float], list[float], list[int]]:
     """Where the cells lie: (low corner [D], cell widths [D], cells per axis [D]).
 
     Shared by the torch grid (``build_grid``) and the Triton cell list
@@ -146,18 +147,31 @@ def cell_layout(points: torch.Tensor, cell_size: float, *, period: torch.Tensor 
             of ``points`` (points outside fall into the edge cells).
         max_cells: cap on the total number of cells (default 2 P + 64).
         caller: names the function in the error message.
+        box: the world box (low corner, high corner) as host floats, when the caller knows
+            it: the layout is then made without reading anything back from the device
+            (periodic: the period is high - low; otherwise the box is the bounds, points
+            outside falling into the edge cells).
     """
     if not (cell_size > 0 and math.isfinite(cell_size)):
         raise ValueError(f"{caller}: cell_size: expected a finite number > 0, got {cell_size!r}")
     n_pts, dim = points.shape
     if max_cells is None:
         max_cells = 2 * n_pts + 64
+    if box is not None:
+        box_lo, box_hi = [float(v) for v in box[0]], [float(v) for v in box[1]]
+        box_scale = max(abs(v) for v in box_lo + box_hi)
     if period is not None:
-        per = [float(v) for v in torch.as_tensor(period).reshape(dim).tolist()]
+        if box is not None:
+            per = [h - l for l, h in zip(box_lo, box_hi)]
+            scale = max(per) + box_scale
+        else:
+            per = [float(v) for v in torch.as_tensor(period).reshape(dim).tolist()]
+            scale = max(per) + (float(points.abs().max()) if n_pts else 0.0)
         lo = [0.0] * dim
-        scale = max(per) + (float(points.abs().max()) if n_pts else 0.0)
     else:
-        if bounds is not None:
+        if box is not None:
+            lo, hi = box_lo, box_hi
+        elif bounds is not None:
             b = torch.as_tensor(bounds, dtype=torch.float64).reshape(2, dim)
             lo, hi = b[0].tolist(), b[1].tolist()
         elif n_pts:
@@ -183,7 +197,8 @@ def cell_layout(points: torch.Tensor, cell_size: float, *, period: torch.Tensor 
 
 
 def build_grid(pos: torch.Tensor, cell_size: float, *, period: torch.Tensor | None = None,
-               bounds: torch.Tensor | None = None, max_cells: int | None = None) -> NeighborGrid:
+               bounds: torch.Tensor | None = None, max_cells: int | None = None,
+               box: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> NeighborGrid:
     """Bin agents into cells of width >= ``cell_size`` and sort them by cell.
 
     Args:
@@ -199,6 +214,7 @@ def build_grid(pos: torch.Tensor, cell_size: float, *, period: torch.Tensor | No
             the edge cells.
         max_cells: cap on the total number of cells (default 2 N + 64), so a
             sparse or spread-out world does not allocate a huge empty grid.
+        box: the world box as host floats (``cell_layout``): no read-back from the device.
 
     Returns:
         The ``NeighborGrid``.
@@ -206,7 +222,7 @@ def build_grid(pos: torch.Tensor, cell_size: float, *, period: torch.Tensor | No
     dim = pos.shape[1]
     device = pos.device
     lo, sizes, n_cells = cell_layout(pos, cell_size, period=period, bounds=bounds, max_cells=max_cells,
-                                     caller="build_grid")
+                                     caller="build_grid", box=box)
     if period is not None:
         period_t = torch.as_tensor(period, device=device, dtype=pos.dtype).reshape(dim)
     else:
@@ -314,7 +330,8 @@ def reduce_grid(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
                 memory_budget: int = DEFAULT_MEMORY_BUDGET,
                 chunk_rows: int | None = None,
                 bounds: torch.Tensor | None = None,
-                query_vel: torch.Tensor | None = None) -> torch.Tensor:
+                query_vel: torch.Tensor | None = None,
+                box: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> torch.Tensor:
     """Kernel sums of every query over the agents in its 3^D neighboring cells.
 
     Same arguments, semantics and layout as ``reduce_dense``, plus:
@@ -325,6 +342,9 @@ def reduce_grid(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
             depends on it: points outside fall into the edge cells.
         memory_budget: bytes of temporaries one chunk may use.
         chunk_rows: at most this many query rows per chunk (tests).
+        box: the world box (low, high corners) as host floats, for a walled or wrapped
+            world: the cells are laid out over it with no read-back from the device (the
+            simulation's step passes it, so a grid step has no host synchronisation).
 
     Returns:
         S: [K, M, 2D + F + 1], layout [positions (D), velocities (D), features (F), weight sum (1)].
@@ -346,7 +366,7 @@ def reduce_grid(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
     if query_pos is not None:
         # the rounding margin of the cells must cover the query coordinates too
         cell += _rounding_margin(pos.dtype, support, float(query_pos.abs().max()))
-    grid = build_grid(pos, cell, period=period, bounds=bounds)
+    grid = build_grid(pos, cell, period=period, bounds=bounds, box=box if query_pos is None else None)
     return query_grid(grid, pos, vel, kernels, query_pos=query_pos, query_index=query_index,
                       features=features, memory_budget=memory_budget, chunk_rows=chunk_rows,
                       query_vel=query_vel)
@@ -479,13 +499,7 @@ def _reduce_chunk(table, q, incl, shift, own, kernels, exclude, period, p0, p1, 
     g = table.index_select(0, j.view(-1)).view(m, n_slots, -1)         # [m, P, 2D+F+1]
     off = minimum_image(g[..., :dim] - q[:, None, :], period)          # [m, P, D]
     dist = torch.linalg.vector_norm(off, dim=-1)                       # [m, P]
-    if qv is None:
-        w = torch.stack([kern.weights(dist) for kern in kernels], 1)  # [m, K, P]
-    else:
-        along = torch.einsum("mpd,md->mp", off, qv)
-        reach = dist * torch.linalg.vector_norm(qv, dim=-1)[:, None]
-        w = torch.stack([kern.weights(dist) * in_view(kern, along, reach) if kern.fov is not None
-                         else kern.weights(dist) for kern in kernels], 1)
+    w = pair_weights(kernels, off, dist, qv, 1)                        # [m, K, P]
     # every weight is finite (inverse_square floors d), so masking is a product
     keep = valid.to(w.dtype)
     if own is None or not any(exclude):
