@@ -60,7 +60,7 @@ def compile_variant(spec: dict, arch: int, block: int = 64):
     dt = "fp64" if spec["f64"] else "fp32"
     dim = spec["D"]
     has_vel = any(spec["extra"])
-    consts = dict(D=dim, C=dim + (dim if has_vel else 0), VEL=has_vel, K=len(spec["kinds"]),
+    consts = dict(D=dim, C=dim + (dim if has_vel else 0), VEL=has_vel, F=0, K=len(spec["kinds"]),
                   KINDS=_bits([tg.KIND_IDS[k] for k in spec["kinds"]], 3), EXCL=_bits(spec["excl"]),
                   OPEN=_bits(spec["open"]), FOVS=_bits(spec["fov"]), EXTRA=_bits(spec["extra"]),
                   PERIODIC=spec["periodic"], WIDE=False, F64=spec["f64"], BLOCK=block)

@@ -134,13 +134,13 @@ if triton is not None:
     def _cell_sum_kernel(table_ptr, qpos_ptr, qvel_ptr, qcell_ptr, qown_ptr, qorder_ptr, cellptr_ptr,
                          period_ptr, par_ptr, out_ptr,
                          n_query, n0, n1, n2, cells_per_member,
-                         D: tl.constexpr, C: tl.constexpr, VEL: tl.constexpr, K: tl.constexpr,
+                         D: tl.constexpr, C: tl.constexpr, VEL: tl.constexpr, F: tl.constexpr, K: tl.constexpr,
                          KINDS: tl.constexpr, EXCL: tl.constexpr, OPEN: tl.constexpr, FOVS: tl.constexpr,
                          EXTRA: tl.constexpr, PERIODIC: tl.constexpr, WIDE: tl.constexpr, F64: tl.constexpr,
                          BLOCK: tl.constexpr):
         """Sums of BLOCK cell-sorted queries (one per lane) over the agents of their 3^D neighboring cells.
 
-        table: [N, C] cell-sorted [x (D), v (D, when VEL), f]; qpos: [M, D] cell-sorted query
+        table: [N, C] cell-sorted [x (D), and with VEL v (D), f (F)]; qpos: [M, D] cell-sorted query
         positions; qvel: [M, D] their velocities (read only for view cones); qcell: [M] int32
         query cell ids (member * cells_per_member + local id); qown: [M] int32 sorted slot of
         each query's own agent (-1 none); qorder: [M] int64 original query index; cellptr:
@@ -152,7 +152,6 @@ if triton is not None:
         EXCL exclude self, OPEN weight 0 at distance 0, FOVS view cone, EXTRA the channel
         sums the table's columns past the positions (else they stay 0).
         """
-        F: tl.constexpr = C - D - (D if VEL else 0)
         WO: tl.constexpr = 2 * D + F + 1
         W: tl.constexpr = C + 1
         slot = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -328,10 +327,10 @@ if triton is not None:
             for c in tl.static_range(D):
                 tl.store(dst + c, acc[k * W + c] + q[c] * wsum, mask=live)
             for c in tl.static_range(D, C):
-                tl.store(dst + (c if VEL else c + D), acc[k * W + c], mask=live)
+                tl.store(dst + c, acc[k * W + c], mask=live)
             if not VEL:
-                for c in tl.static_range(D):
-                    tl.store(dst + D + c, zero, mask=live)
+                for c in tl.static_range(D, 2 * D + F):
+                    tl.store(dst + c, zero, mask=live)
             tl.store(dst + (WO - 1), wsum, mask=live)
 
     _KERNEL_SOURCES = {"cell_sum": _cell_sum_kernel}
@@ -600,7 +599,7 @@ def _launch(cells: CellList, table: torch.Tensor, qpos: torch.Tensor, qcell: tor
         table, qpos, qpos if qvel is None else qvel, qcell, qown, qorder, cells.ptr.to(torch.int32),
         plan.period_tensor(dtype), _channel_params(kernels, device, dtype), out,
         n_query, n_cells[0], n_cells[1], n_cells[2], plan.n_total,
-        D=dim, C=table.shape[1], VEL=has_vel, K=len(kernels), **_channel_tables(kernels, extra),
+        D=dim, C=table.shape[1], VEL=has_vel, F=n_feat, K=len(kernels), **_channel_tables(kernels, extra),
         PERIODIC=plan.periodic, WIDE=table.numel() >= 2**31 - 1, F64=dtype == torch.float64, BLOCK=block,
         num_warps=warps, **_LAUNCH)
     return out
@@ -731,7 +730,7 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
         ok = (qi >= 0) & (qi < n_agents)
         qown = torch.where(ok, inv[qi.clamp(0, n_agents - 1)], qown)
     return _launch(cells, table, qpos, qcell.to(torch.int32), qown.to(torch.int32), qorder, kernels, extra,
-                   need, n_feat if need else 0, _block_size(chunk_rows), num_warps, qvel)
+                   need, n_feat, _block_size(chunk_rows), num_warps, qvel)
 
 
 def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
@@ -782,7 +781,7 @@ def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ke
         qown = torch.full_like(qown, -1)
     qvel = vel.reshape(-1, dim).to(dtype)[order].contiguous() if has_fov(kernels) else None
     out = _launch(cells, table, table[:, :dim].contiguous(), cells.cell[order].to(torch.int32), qown,
-                  order, kernels, extra, need, n_feat if need else 0, _block_size(chunk_rows), num_warps, qvel)
+                  order, kernels, extra, need, n_feat, _block_size(chunk_rows), num_warps, qvel)
     return out.reshape(len(kernels), n_mem, n_agents, -1).permute(1, 0, 2, 3)
 
 
