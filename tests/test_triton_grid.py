@@ -299,7 +299,7 @@ def test_kernel_compiles_for_sm90_without_a_gpu():
         assert row["registers"] is not None and row["registers"] <= 255, (name, row)
 
 
-@pytest.mark.parametrize("path,n", [("scenarios/boids_torus.yaml", 80), ("scenarios/bench_circles3d.yaml", 80)])
+@pytest.mark.parametrize("path,n", [("scenarios/boids_torus.yaml", 80), ("scenarios/bench_circles3d.yaml", 40)])
 def test_ensemble_on_the_triton_backend_matches_dense(tdevice, path, n):
     from flock import load_scenario
     from flock.ensemble import EnsembleSimulation
