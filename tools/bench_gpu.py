@@ -294,6 +294,8 @@ def plan(args, device: str) -> list[dict]:
         n, backend = cfg["n_agents"], cfg["backend"]
         if backend == "dense" and n > args.max_dense and cfg["section"] != "meanshift":
             cfg["skipped"] = f"dense above --max-dense {args.max_dense}"
+        if backend == "grid" and not cpu and n > args.max_grid:
+            cfg["skipped"] = f"torch grid on CUDA above --max-grid {args.max_grid}"
         if backend == "triton" and cpu:
             if n > args.interpret_max:
                 cfg["skipped"] = ("triton on CPU runs only under the interpreter, up to "
@@ -399,6 +401,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=10, help="steps per timed run")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--max-dense", type=int, default=100_000, help="largest N the dense backend runs at")
+    p.add_argument("--max-grid", type=int, default=200_000,
+                   help="largest N the torch grid backend runs at on CUDA (it takes minutes at 2M/10M "
+                        "for a figure nobody needs)")
     p.add_argument("--heavy-dense", type=int, default=50_000, help="from this N dense is timed on one step")
     p.add_argument("--graph-steps", type=int, default=10, help="steps per CUDA graph")
     p.add_argument("--ensemble", type=int, default=None, help="members (default 64; --small 8)")

@@ -6,33 +6,31 @@ Same sums, layout and semantics as ``reduce_dense`` (up to float summation order
 
 How it runs:
 
-1. Binning. Agents get a cell id in a grid of cells at least one support radius
-   wide (the cell geometry of ``grid.py``: a periodic box is tiled by
-   floor(L / support) cells per axis, an open world's cells cover the bounding
-   box and clamp outliers into the edge cells). A counting sort orders them by
-   cell: histogram (``torch.bincount``), exclusive scan (``cumsum``) into
-   ``cell_ptr``, then a Triton scatter that claims slots with an atomic add per
-   cell. No comparison sort. Atomics hand out slots in a run-dependent order, so
-   a second small kernel re-ranks every agent inside its cell by agent index:
-   the permutation is exactly ``torch.argsort(cell, stable=True)``, the sums are
-   bitwise reproducible run to run (``DESIGN.md``: same seed, same device, same
-   trajectory). That re-rank costs sum over cells of count^2; when agents pile
-   up (a collapsed flock, mean shift modes) and that exceeds
-   ``_STABLE_WORK_PER_AGENT`` per agent, the stable permutation comes from
-   ``torch.argsort`` instead (a radix sort on CUDA).
-2. One table [N, 2D+F] of [x, v, f] gathered into cell order (a read per
-   agent per step: contiguous rows for each strip of cells below).
-3. ``_cell_sum_kernel``: one program per ``BLOCK`` queries taken in cell order
-   (so the lanes of a program share most of their candidates and the loads
-   hit the cache). Each lane walks the 3^(D-1) rows of neighboring cells; the
-   three cells of a row along x are consecutive in cell order, so each row is
-   one contiguous strip of the table (plus the wrapped cell at a periodic
-   seam). Every candidate's weights for all K channels are computed in
-   registers and accumulated into a [BLOCK, K, 2D+F+1] register tile; the
-   result is the only thing written. Kernel kinds, radii and flags are small
-   per-channel parameter vectors; the transcendental functions of a kind
-   (``sin`` for circles, ``exp`` for Gaussians) are compiled in only when a
-   channel of that kind is present (constexpr flags).
+1. Binning (``cells.py``, no host read after the build phase): agents get a cell
+   id in a grid of cells at least one support wide, fixed at build (a periodic
+   box: floor(L / support) cells per axis; an open world: a fixed cell count over
+   a bound, or over the bounding box kept on the device); a histogram by
+   ``scatter_add_``, a ``cumsum`` into ``cell_ptr`` and a stable radix sort give
+   the cell order. Plans are cached per configuration (``_plan``), so a step of a
+   simulation makes no host read, no host-to-device copy and no recompilation; an
+   open world that outgrows its plan sets a device flag (``check_cell_plans``).
+2. One table [N, C] gathered into cell order: the D positions, then the D
+   velocities and F features only when some channel sums them (``columns``).
+3. ``_cell_sum_kernel``: one query per lane, ``BLOCK`` cell-sorted queries per
+   program (``BLOCK = 32 num_warps``: lanes only along the queries, so no value
+   of a query is spread over threads). Each lane walks the 3^(D-1) rows of
+   neighboring cells; the three cells of a row along x are consecutive in cell
+   order, so each row is one contiguous strip of the table (plus the wrapped cell
+   at a periodic seam). Per candidate a lane loads the candidate's columns as
+   scalars, applies the minimum image to the D position columns only, takes one
+   square root and then, channel by channel, only that channel's arithmetic: the
+   kinds are compile-time constants (``sin`` only for a circles channel, ``exp``
+   only for a Gaussian one). The sums live in per-lane registers (a tuple of 1-D
+   accumulators, K x (C + 1) of them): no [BLOCK, columns] tile, no reduction
+   across threads, no layout conversion and no barrier inside the candidate loop.
+   A strip's loop runs to the longest strip of the block (one block-wide maximum
+   per strip, outside the candidate loop); lanes share most strips because queries
+   go in cell order.
 
 Offsets and weights follow ``reduce_dense`` operation by operation: d = x_j - q_i,
 minimum image ``d - L round(d / L)`` (round half to even as ``torch.round``; the
@@ -40,6 +38,10 @@ two can differ only where d / L lies within an ulp below 1/2), |d| by an IEEE
 square root, each kind's formula in the input dtype. Positions are accumulated
 as offsets and q_i * sum_j w is added at the end, in open worlds too (where the
 dense backend sums x_j directly: the same value up to rounding).
+
+Shape arguments that change during a run (query count, cells per axis, cells per
+member) are ``do_not_specialize``: Triton would otherwise compile a new kernel
+when one of them changes its divisibility by 16 (an open world's growing box).
 
 Running without a GPU: Triton's interpreter (``TRITON_INTERPRET=1`` in the
 environment before ``triton`` is first imported) runs the same kernels on CPU
@@ -60,13 +62,13 @@ fused backend, or give the kernel a radius.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import OrderedDict
 
 import torch
 
 from ..kernels import Kernel, has_fov, max_support
+from .cells import CellList, CellPlan, counting_sort, device_constant, host_values, plan_cells
 from .dense import DEFAULT_MEMORY_BUDGET
-from .grid import cell_layout
 
 try:  # the module imports without Triton; using it then raises a clear error
     import triton
@@ -75,14 +77,17 @@ except ImportError:  # pragma: no cover - exercised where triton is absent
     triton = None
     tl = None
 
-KIND_IDS = {"flat": 0, "triangular": 1, "gaussian": 2, "inverse_square": 3, "circles": 4}
+# every kind of flock.kernels, each with its id in the kernel (3 bits per channel)
+KIND_IDS = {"flat": 0, "triangular": 1, "gaussian": 2, "inverse_square": 3, "circles": 4, "inverse": 5}
 CIRCLES_FACTOR = -2 * 3.141  # kernels.CIRCLES_PI, as the circles benchmark writes it
 DEFAULT_BLOCK = 64
 # FMA contraction on (Triton's default), said explicitly: Triton 3.9 warns when it is left unset
 _LAUNCH = {"enable_fp_fusion": True}
-# above this many in-cell comparisons per agent, the stable order comes from torch.argsort
-_STABLE_WORK_PER_AGENT = 64
-
+# run-time shape arguments: never specialised on (divisibility by 16 would recompile mid-run)
+_NO_SPECIALIZE = ("n_query", "n0", "n1", "n2", "cells_per_member")
+# cached build phases (cell plans) per configuration
+_PLANS: "OrderedDict[tuple, CellPlan]" = OrderedDict()
+_MAX_PLANS = 32
 
 # ------------------------------------------------------------------ availability
 
@@ -119,56 +124,36 @@ def _require_triton(device: torch.device) -> None:
                          "use backend='grid' on CPU")
 
 
+
 # ------------------------------------------------------------------ kernels
 
 if triton is not None:
 
     _CIRCLES_FACTOR = tl.constexpr(CIRCLES_FACTOR)
 
-    def _scatter_kernel(key_ptr, cursor_ptr, order_ptr, n, BLOCK: tl.constexpr):
-        """order[cursor[key[i]]++] = i: each agent claims a slot in its cell (slot order is arbitrary)."""
-        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = i < n
-        key = tl.load(key_ptr + i, mask=live, other=0)
-        slot = tl.atomic_add(cursor_ptr + key, 1, mask=live)
-        tl.store(order_ptr + slot, i.to(tl.int64), mask=live)
-
-    def _stable_rank_kernel(tmp_ptr, key_ptr, ptr_ptr, order_ptr, n, BLOCK: tl.constexpr):
-        """Re-rank every agent inside its cell by agent index: order becomes argsort(key, stable=True)."""
-        s = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = s < n
-        agent = tl.load(tmp_ptr + s, mask=live, other=0)
-        key = tl.load(key_ptr + agent, mask=live, other=0)
-        lo = tl.load(ptr_ptr + key, mask=live, other=0)
-        hi = tl.load(ptr_ptr + key + 1, mask=live, other=0)
-        cnt = tl.where(live, hi - lo, 0)
-        rank = tl.zeros([BLOCK], dtype=tl.int64)
-        for t in range(0, tl.max(cnt, axis=0)):
-            ok = t < cnt
-            other = tl.load(tmp_ptr + lo + t, mask=ok, other=0)
-            rank += (ok & (other < agent)).to(tl.int64)
-        tl.store(order_ptr + lo + rank, agent, mask=live)
-
     def _cell_sum_kernel(table_ptr, qpos_ptr, qvel_ptr, qcell_ptr, qown_ptr, qorder_ptr, cellptr_ptr,
-                         period_ptr, kind_ptr, flag_ptr, par_ptr, out_ptr,
+                         period_ptr, par_ptr, out_ptr,
                          n_query, n0, n1, n2, cells_per_member,
-                         D: tl.constexpr, C: tl.constexpr, WP: tl.constexpr, K: tl.constexpr,
-                         KP: tl.constexpr, PERIODIC: tl.constexpr, HAS_TRI: tl.constexpr,
-                         HAS_GAUSS: tl.constexpr, HAS_INVSQ: tl.constexpr, HAS_CIRCLES: tl.constexpr,
-                         HAS_FOV: tl.constexpr, WIDE: tl.constexpr, F64: tl.constexpr,
+                         D: tl.constexpr, C: tl.constexpr, VEL: tl.constexpr, F: tl.constexpr, K: tl.constexpr,
+                         KINDS: tl.constexpr, EXCL: tl.constexpr, OPEN: tl.constexpr, FOVS: tl.constexpr,
+                         EXTRA: tl.constexpr, PERIODIC: tl.constexpr, WIDE: tl.constexpr, F64: tl.constexpr,
                          BLOCK: tl.constexpr):
-        """Sums of BLOCK cell-sorted queries over the agents of their 3^D neighboring cells.
+        """Sums of BLOCK cell-sorted queries (one per lane) over the agents of their 3^D neighboring cells.
 
-        table: [N, C] cell-sorted [x, v, f]; qpos: [M, D] cell-sorted query positions;
-        qvel: [M, D] their velocities (read only with HAS_FOV: the view cones' headings);
-        qcell: [M] int32 query cell ids (member * cells_per_member + local id);
-        qown: [M] int32 sorted slot of each query's own agent (-1 none); qorder: [M] int64
-        original query index; cellptr: [cells + 1] int32 first slot of each cell;
-        kind/flag/par: per-channel kind id, [exclude_self, open_center], [radius,
-        bandwidth, strength, inverse-square floor, cos(fov / 2) or -2 without a
-        view cone]; out: [K, M, C + 1].
+        table: [N, C] cell-sorted [x (D), and with VEL v (D), f (F)]; qpos: [M, D] cell-sorted query
+        positions; qvel: [M, D] their velocities (read only for view cones); qcell: [M] int32
+        query cell ids (member * cells_per_member + local id); qown: [M] int32 sorted slot of
+        each query's own agent (-1 none); qorder: [M] int64 original query index; cellptr:
+        [cells + 1] int32 first slot of each cell; period: [D] box lengths; par: [5 K]
+        per-channel [radius, bandwidth, strength, inverse floor, cos(fov / 2)];
+        out: [K, M, 2D + F + 1].
+
+        Compile-time channel tables (bit or 3-bit field k = channel k): KINDS kind ids,
+        EXCL exclude self, OPEN weight 0 at distance 0, FOVS view cone, EXTRA the channel
+        sums the table's columns past the positions (else they stay 0).
         """
-        W = C + 1
+        WO: tl.constexpr = 2 * D + F + 1
+        W: tl.constexpr = C + 1
         slot = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         live = slot < n_query
         cid = tl.load(qcell_ptr + slot, mask=live, other=0)
@@ -181,29 +166,39 @@ if triton is not None:
         c2 = rest // n1
         mbase = member * cells_per_member
 
-        cols = tl.arange(0, WP)
-        col2 = cols[None, :]                                     # [1, WP]
-        is_pos = col2 < D
-        q2 = tl.load(qpos_ptr + slot[:, None] * D + col2, mask=live[:, None] & is_pos, other=0.0)
-        per = tl.load(period_ptr + cols, mask=cols < D, other=1.0)[None, :]
-
-        kk = tl.arange(0, KP)
-        kind = tl.load(kind_ptr + kk)[None, :]                   # [1, KP]
-        excl = tl.load(flag_ptr + kk)[None, :] != 0
-        openc = tl.load(flag_ptr + KP + kk)[None, :] != 0
-        rad = tl.load(par_ptr + kk)[None, :]
-        bw = tl.load(par_ptr + KP + kk)[None, :]
-        amp = tl.load(par_ptr + 2 * KP + kk)[None, :]
-        floor_d = tl.load(par_ptr + 3 * KP + kk)[None, :]
-        if HAS_FOV:
-            qv2 = tl.load(qvel_ptr + slot[:, None] * D + col2, mask=live[:, None] & is_pos, other=0.0)
+        q = ()
+        for c in tl.static_range(D):
+            q = q + (tl.load(qpos_ptr + slot * D + c, mask=live, other=0.0),)
+        zero = tl.zeros([BLOCK], dtype=q[0].dtype)
+        per = ()
+        if PERIODIC:
+            for c in tl.static_range(D):
+                per = per + (tl.load(period_ptr + c),)
+        if FOVS != 0:
+            qv = ()
+            qs2 = zero
+            for c in tl.static_range(D):
+                v_c = tl.load(qvel_ptr + slot * D + c, mask=live, other=0.0)
+                qv = qv + (v_c,)
+                qs2 += v_c * v_c
             if F64:
-                qspeed = tl.sqrt(tl.sum(qv2 * qv2, axis=1))
+                qspeed = tl.sqrt(qs2)
             else:
-                qspeed = tl.sqrt_rn(tl.sum(qv2 * qv2, axis=1))
-            cosf = tl.load(par_ptr + 4 * KP + kk)[None, :]
-
-        acc = tl.zeros([BLOCK, KP, WP], dtype=q2.dtype)
+                qspeed = tl.sqrt_rn(qs2)
+        rad = ()
+        bw = ()
+        amp = ()
+        floor_d = ()
+        cosf = ()
+        for k in tl.static_range(K):
+            rad = rad + (tl.load(par_ptr + k),)
+            bw = bw + (tl.load(par_ptr + K + k),)
+            amp = amp + (tl.load(par_ptr + 2 * K + k),)
+            floor_d = floor_d + (tl.load(par_ptr + 3 * K + k),)
+            cosf = cosf + (tl.load(par_ptr + 4 * K + k),)
+        acc = ()
+        for i in tl.static_range(K * W):
+            acc = acc + (zero,)
 
         # the three cells of a row along x: one contiguous range [xlo, xhi] of cells
         if PERIODIC:
@@ -216,16 +211,16 @@ if triton is not None:
         else:
             xlo = tl.maximum(c0 - 1, 0)
             xhi = tl.minimum(c0 + 1, n0 - 1)
-            wrapc = tl.full([BLOCK], -1, tl.int32)
+            wrapc = c0 * 0 - 1
 
         # one dynamic loop over (row of cells, segment) keeps a single copy of the
-        # candidate loop in the binary; unrolling the 18 of them made 800 kB of PTX
+        # candidate loop in the binary
         for s in range(0, (3 ** (D - 1)) * (2 if PERIODIC else 1)):
-            zero = c0 * 0
-            seg = zero + s % (2 if PERIODIC else 1)              # 1: the wrapped cell at the seam
+            izero = c0 * 0
+            seg = izero + s % (2 if PERIODIC else 1)             # 1: the wrapped cell at the seam
             row_id = s // (2 if PERIODIC else 1)
-            o1 = zero + (row_id % 3 - 1)
-            o2 = zero + (row_id // 3 - 1)
+            o1 = izero + (row_id % 3 - 1)
+            o2 = izero + (row_id // 3 - 1)
             if PERIODIC:
                 # fewer than 3 cells on an axis: offsets -1, 0, +1 repeat cells, so an
                 # offset counts only where it names a distinct cell (o = -1 needs 3
@@ -262,55 +257,83 @@ if triton is not None:
                     row = j.to(tl.int64) * C
                 else:
                     row = j * C
-                v = tl.load(table_ptr + row[:, None] + col2, mask=ok[:, None] & (col2 < C), other=0.0)
-                d = v - q2
-                if PERIODIC:
-                    # d - L round(d / L), round half to even as torch.round
-                    x = d / per
-                    near = tl.floor(x + 0.5)
-                    odd = (near - 2.0 * tl.floor(near * 0.5)) != 0.0
-                    near = tl.where(((near - x) == 0.5) & odd, near - 1.0, near)
-                    d = d - per * near
-                d = tl.where(is_pos, d, v)
-                d2 = tl.sum(tl.where(is_pos, d * d, 0.0), axis=1)
+                d = ()
+                d2 = zero
+                for c in tl.static_range(D):
+                    x = tl.load(table_ptr + row + c, mask=ok, other=0.0) - q[c]
+                    if PERIODIC:
+                        # d - L round(d / L), round half to even as torch.round
+                        y = x / per[c]
+                        near = tl.floor(y + 0.5)
+                        odd = (near - 2.0 * tl.floor(near * 0.5)) != 0.0
+                        near = tl.where(((near - y) == 0.5) & odd, near - 1.0, near)
+                        x = x - per[c] * near
+                    d = d + (x,)
+                    d2 += x * x
+                if EXTRA != 0:
+                    for c in tl.static_range(D, C):
+                        d = d + (tl.load(table_ptr + row + c, mask=ok, other=0.0),)
                 if F64:
                     dist = tl.sqrt(d2)                       # IEEE in fp64
                 else:
                     dist = tl.sqrt_rn(d2)                    # tl.sqrt is approximate in fp32
-                dd = dist[:, None]                           # [BLOCK, 1]
-                w = tl.zeros([BLOCK, KP], dtype=q2.dtype) + 1.0     # flat
-                if HAS_TRI:
-                    w = tl.where(kind == 1, tl.maximum(1.0 - dd / rad, 0.0), w)
-                if HAS_GAUSS:
-                    z = dd / bw
-                    w = tl.where(kind == 2, tl.exp(-0.5 * (z * z)), w)
-                if HAS_INVSQ:
-                    m = tl.maximum(dd, floor_d)
-                    w = tl.where(kind == 3, 1.0 / (m * m), w)
-                if HAS_CIRCLES:
-                    safe = tl.where(dd > 0.0, dd, 1.0)
-                    w = tl.where(kind == 4, amp * tl.sin(dd / rad * _CIRCLES_FACTOR) / safe, w)
-                keep = (dd < rad) & (kind >= 0) & ok[:, None]
-                keep = keep & ~(openc & (dd <= 0.0))
-                keep = keep & ~(excl & (j == own)[:, None])
-                if HAS_FOV:
-                    # seen when d . v_i >= cos(fov / 2) |d| |v_i|; cos = -2 for no cone
-                    along = tl.sum(tl.where(is_pos, d * qv2, 0.0), axis=1)
-                    keep = keep & (along[:, None] >= cosf * (dist * qspeed)[:, None])
-                w = tl.where(keep, w, 0.0)
-                val = tl.where(col2 == C, 1.0, d)            # [BLOCK, WP]: offset, v, f, 1
-                acc += w[:, :, None] * val[:, None, :]
+                if FOVS != 0:
+                    along = zero
+                    for c in tl.static_range(D):
+                        along += d[c] * qv[c]
+                    reach = dist * qspeed
+                new = ()
+                for k in tl.static_range(K):
+                    # seen only within radius; kinds and flags are compile-time per channel
+                    keep = ok & (dist < rad[k])
+                    if ((EXCL >> k) & 1) != 0:
+                        keep = keep & (j != own)
+                    if ((OPEN >> k) & 1) != 0:
+                        keep = keep & (dist > 0.0)
+                    if ((FOVS >> k) & 1) != 0:
+                        # seen when d . v_i >= cos(fov / 2) |d| |v_i|; cos = -2 for no cone
+                        keep = keep & (along >= cosf[k] * reach)
+                    if ((KINDS >> (3 * k)) & 7) == 0:      # flat
+                        w = tl.where(keep, 1.0, 0.0)
+                    elif ((KINDS >> (3 * k)) & 7) == 1:    # triangular
+                        w = tl.where(keep, tl.maximum(1.0 - dist / rad[k], 0.0), 0.0)
+                    elif ((KINDS >> (3 * k)) & 7) == 2:    # gaussian
+                        z = dist / bw[k]
+                        w = tl.where(keep, tl.exp(-0.5 * (z * z)), 0.0)
+                    elif ((KINDS >> (3 * k)) & 7) == 3:    # inverse square
+                        m = tl.maximum(dist, floor_d[k])
+                        w = tl.where(keep, 1.0 / (m * m), 0.0)
+                    elif ((KINDS >> (3 * k)) & 7) == 4:    # circles
+                        safe = tl.where(dist > 0.0, dist, 1.0)
+                        w = tl.where(keep, amp[k] * tl.sin(dist / rad[k] * _CIRCLES_FACTOR) / safe, 0.0)
+                    else:                                  # inverse
+                        w = tl.where(keep, 1.0 / tl.maximum(dist, floor_d[k]), 0.0)
+                    for c in tl.static_range(W):
+                        if c < D:
+                            new = new + (acc[k * W + c] + w * d[c],)
+                        elif c < C:
+                            if ((EXTRA >> k) & 1) != 0:
+                                new = new + (acc[k * W + c] + w * d[c],)
+                            else:
+                                new = new + (acc[k * W + c],)
+                        else:
+                            new = new + (acc[k * W + c] + w,)
+                acc = new
 
-        col3 = cols[None, None, :]
-        wsum = tl.sum(tl.where(col3 == C, acc, 0.0), axis=2)     # [BLOCK, KP]
-        res = acc + tl.where(col3 < D, q2[:, None, :] * wsum[:, :, None], 0.0)
-        qo = tl.load(qorder_ptr + slot, mask=live, other=0)
-        k3 = kk[None, :, None].to(tl.int64)
-        ptrs = out_ptr + k3 * (n_query * W) + qo[:, None, None] * W + col3
-        tl.store(ptrs, res, mask=live[:, None, None] & (k3 < K) & (col3 < W))
+        qo = tl.load(qorder_ptr + slot, mask=live, other=0).to(tl.int64)
+        for k in tl.static_range(K):
+            dst = out_ptr + (qo + k * n_query) * WO
+            wsum = acc[k * W + C]
+            for c in tl.static_range(D):
+                tl.store(dst + c, acc[k * W + c] + q[c] * wsum, mask=live)
+            for c in tl.static_range(D, C):
+                tl.store(dst + c, acc[k * W + c], mask=live)
+            if not VEL:
+                for c in tl.static_range(D, 2 * D + F):
+                    tl.store(dst + c, zero, mask=live)
+            tl.store(dst + (WO - 1), wsum, mask=live)
 
-    _KERNEL_SOURCES = {"scatter": _scatter_kernel, "stable_rank": _stable_rank_kernel,
-                       "cell_sum": _cell_sum_kernel}
+    _KERNEL_SOURCES = {"cell_sum": _cell_sum_kernel}
 else:  # pragma: no cover
     _KERNEL_SOURCES = {}
 
@@ -321,144 +344,44 @@ def _kernels() -> dict:
     """The kernels, jitted once in the mode Triton's own library was built in (see ``interpret_mode``)."""
     if not _JITTED:
         if interpret_mode():
-            from triton.runtime.interpreter import InterpretedFunction as wrap
+            from triton.runtime.interpreter import InterpretedFunction
+            _JITTED.update({name: InterpretedFunction(fn) for name, fn in _KERNEL_SOURCES.items()})
         else:
-            from triton.runtime.jit import JITFunction as wrap
-        _JITTED.update({name: wrap(fn) for name, fn in _KERNEL_SOURCES.items()})
+            from triton.runtime.jit import JITFunction
+            _JITTED.update({name: JITFunction(fn, do_not_specialize=list(_NO_SPECIALIZE))
+                            for name, fn in _KERNEL_SOURCES.items()})
     return _JITTED
 
 
-# ------------------------------------------------------------------ cells
+# ------------------------------------------------------------------ cells (convenience, host reads allowed)
 
-@dataclass(frozen=True)
-class CellGeometry:
-    """Cells of one member's world: where they are and how many.
-
-    Attributes:
-        origin: low corner of cell (0, ..., 0) per axis, world units.
-        cell_size: cell widths per axis, world units (>= the support they were built for).
-        n_cells: cells per axis; cell (c0, c1, c2) has the local id c0 + n0 (c1 + n1 c2).
-        periodic: True when the cells tile a periodic box [0, L).
-    """
-
-    origin: tuple[float, ...]
-    cell_size: tuple[float, ...]
-    n_cells: tuple[int, ...]
-    periodic: bool
-
-    @property
-    def n_total(self) -> int:
-        return math.prod(self.n_cells)
-
-    def cell_ids(self, x: torch.Tensor) -> torch.Tensor:
-        """[...] int64 local cell ids of points ``x`` ([..., D] float, world units).
-
-        Periodic worlds wrap (any image of a point lands in the same cell); open worlds
-        clamp to the edge cells.
-        """
-        dev = x.device
-        origin = torch.tensor(self.origin, device=dev, dtype=torch.float64)
-        size = torch.tensor(self.cell_size, device=dev, dtype=torch.float64)
-        n = torch.tensor(self.n_cells, device=dev, dtype=torch.int64)
-        c = torch.floor((x.to(torch.float64) - origin) / size).to(torch.int64)
-        c = torch.remainder(c, n) if self.periodic else torch.minimum(c.clamp_min(0), n - 1)
-        strides = torch.tensor(_strides(self.n_cells), device=dev, dtype=torch.int64)
-        return (c * strides).sum(-1)
-
-
-def _strides(n_cells) -> list[int]:
-    strides, s = [], 1
-    for n in n_cells:
-        strides.append(s)
-        s *= n
-    return strides
-
-
-def cell_geometry(points: torch.Tensor, cell_size: float, *, period: torch.Tensor | None = None,
-                  bounds: torch.Tensor | None = None, max_cells: int | None = None) -> CellGeometry:
-    """Cells at least ``cell_size`` wide over ``points``.
+def cell_geometry(points: torch.Tensor, cell_size: float, *, period=None, bounds=None,
+                  max_cells: int | None = None, n_members: int = 1) -> CellPlan:
+    """A fixed cell plan at least ``cell_size`` wide over ``points`` (``cells.plan_cells``).
 
     Args:
-        points: [P, D] float, world units: everything that will be binned (agents and queries).
+        points: [P, D] float, world units: everything that will be binned.
         cell_size: smallest cell width (the largest kernel support), finite and > 0.
-        period: [D] box lengths of a periodic world ([0, L) per axis), or None.
-        bounds: [2, D] low / high corners of an open world; default the bounding box of ``points``.
-        max_cells: cap on the number of cells (default 2 P + 64); cells grow wider past it.
+        period: [D] box lengths of a periodic world, or None.
+        bounds: [2, D] corners of an open world; default the bounding box of ``points``
+            (read on the host: this helper is for tools and tests, not the step).
+        max_cells: cap on the number of cells (default 2 P + 64).
+        n_members: members, each in its own copy of the cells.
     """
-    lo, sizes, n_cells = cell_layout(points, cell_size, period=period, bounds=bounds, max_cells=max_cells,
-                                     caller="cell_geometry")
-    return CellGeometry(origin=tuple(lo), cell_size=tuple(sizes), n_cells=tuple(n_cells),
-                        periodic=period is not None)
+    dim = points.shape[1]
+    if period is None and bounds is None:
+        if points.shape[0]:
+            bounds = torch.stack([points.amin(0), points.amax(0)]).to(torch.float64).cpu().reshape(-1).tolist()
+        else:
+            bounds = [0.0] * (2 * dim)
+    return plan_cells(cell_size, dim, dtype=points.dtype, device=points.device, period=period, bounds=bounds,
+                      n_points=points.shape[0], n_members=n_members, max_cells=max_cells,
+                      caller="cell_geometry")
 
 
-def counting_sort(keys: torch.Tensor, n_bins: int, *, block: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stable counting sort of integer keys.
-
-    Args:
-        keys: [N] int keys in [0, n_bins).
-        n_bins: number of bins.
-
-    Returns:
-        (order [N] int64, ptr [n_bins + 1] int64): ``order`` equals
-        ``torch.argsort(keys, stable=True)``; bin b holds ``order[ptr[b]:ptr[b + 1]]``.
-
-    On CUDA (or under the Triton interpreter) the scatter is a Triton atomic kernel
-    followed by the in-bin re-rank that makes it stable; elsewhere the permutation
-    comes from ``torch.argsort``.
-    """
-    n = keys.shape[0]
-    device = keys.device
-    keys = keys.to(torch.int64)
-    counts = torch.bincount(keys, minlength=n_bins)
-    ptr = torch.zeros(n_bins + 1, device=device, dtype=torch.int64)
-    ptr[1:] = torch.cumsum(counts, 0)
-    if n == 0:
-        return torch.zeros(0, device=device, dtype=torch.int64), ptr
-    work = int((counts * counts).sum())
-    if not triton_usable(device) or work > _STABLE_WORK_PER_AGENT * n:
-        return torch.argsort(keys, stable=True), ptr
-    kern = _kernels()
-    keys32 = keys.to(torch.int32)
-    cursor = ptr[:-1].to(torch.int32).clone()
-    tmp = torch.empty(n, device=device, dtype=torch.int64)
-    grid = (triton.cdiv(n, block),)
-    kern["scatter"][grid](keys32, cursor, tmp, n, BLOCK=block, **_LAUNCH)
-    order = torch.empty_like(tmp)
-    kern["stable_rank"][grid](tmp, keys, ptr, order, n, BLOCK=block, **_LAUNCH)
-    return order, ptr
-
-
-@dataclass(frozen=True)
-class CellList:
-    """Agents (of one or several members) binned into cells and sorted by cell.
-
-    Attributes:
-        geometry: the cells of one member.
-        n_members: members sharing the geometry; agent cell id = member * cells + local id.
-        cell: [N] int64 cell id of every agent.
-        order: [N] int64 agent indices sorted by cell (stable).
-        ptr: [n_members * cells + 1] int64 first sorted slot of every cell.
-    """
-
-    geometry: CellGeometry
-    n_members: int
-    cell: torch.Tensor
-    order: torch.Tensor
-    ptr: torch.Tensor
-
-
-def build_cells(pos: torch.Tensor, geometry: CellGeometry, member: torch.Tensor | None = None,
-                n_members: int = 1) -> CellList:
-    """Bin agents ``pos`` ([N, D] float) into ``geometry``'s cells and counting-sort them.
-
-    Args:
-        member: [N] int64 member index of every agent (ensembles), or None (one member).
-    """
-    cell = geometry.cell_ids(pos)
-    if member is not None:
-        cell = cell + member.to(torch.int64) * geometry.n_total
-    order, ptr = counting_sort(cell, n_members * geometry.n_total)
-    return CellList(geometry=geometry, n_members=n_members, cell=cell, order=order, ptr=ptr)
+def build_cells(pos: torch.Tensor, geometry: CellPlan, member: torch.Tensor | None = None) -> CellList:
+    """Bin agents ``pos`` ([N, D] float) with ``geometry`` and sort them by cell (``CellPlan.bin``)."""
+    return geometry.bin(pos, member)
 
 
 def cell_permutation(pos: torch.Tensor, cell_size: float, *, period: torch.Tensor | None = None,
@@ -476,8 +399,7 @@ def cell_permutation(pos: torch.Tensor, cell_size: float, *, period: torch.Tenso
         period: [D] box lengths of a periodic world, or None.
         bounds: [2, D] corners of an open world (default: the bounding box).
     """
-    geometry = cell_geometry(pos, cell_size, period=period, bounds=bounds)
-    return build_cells(pos, geometry).order
+    return build_cells(pos, cell_geometry(pos, cell_size, period=period, bounds=bounds)).order
 
 
 def sort_state_by_cell(state, cell_size: float, *, period: torch.Tensor | None = None,
@@ -492,7 +414,7 @@ def sort_state_by_cell(state, cell_size: float, *, period: torch.Tensor | None =
     return FlockState(pos=state.pos[perm], vel=state.vel[perm], group=state.group[perm]), perm
 
 
-def _neighbor_cell_counts(counts: torch.Tensor, geometry: CellGeometry) -> torch.Tensor:
+def _neighbor_cell_counts(counts: torch.Tensor, geometry: CellPlan) -> torch.Tensor:
     """Agents in the 3^D cells around every cell (each distinct cell once), same shape as ``counts``.
 
     Args:
@@ -531,20 +453,78 @@ def mean_candidates(pos: torch.Tensor, kernels: list[Kernel], *, period: torch.T
     n = pos.shape[0]
     if n == 0:
         return 0.0
-    geometry = cell_geometry(pos, support, period=period, bounds=bounds)
+    geometry = cell_geometry(pos, support, period=period, bounds=bounds, n_members=n_members)
     member = None
     if n_members > 1:
         member = torch.arange(n_members, device=pos.device).repeat_interleave(n // n_members)
-    cells = build_cells(pos, geometry, member, n_members)
+    cells = geometry.bin(pos, member)
     counts = (cells.ptr[1:] - cells.ptr[:-1]).reshape([n_members, *reversed(geometry.n_cells)])
     around = _neighbor_cell_counts(counts, geometry).reshape(-1)
     return float(around[cells.cell].to(torch.float64).mean())
+
+
+def lane_efficiency(pos: torch.Tensor, kernels: list[Kernel], *, period: torch.Tensor | None = None,
+                    block: int = DEFAULT_BLOCK) -> float:
+    """Useful fraction of the kernel's candidate iterations: sum of strip lengths over
+    ``block`` times the longest strip, summed over blocks and strips (1: no lane idles).
+
+    A static proxy of the kernel's SIMT efficiency, computed on the host from the same
+    cells and strips the kernel walks (queries in cell order, ``block`` per program).
+    """
+    support = _check_kernels(kernels)
+    n, dim = pos.shape
+    if n == 0:
+        return 1.0
+    geometry = cell_geometry(pos, support, period=period)
+    cells = geometry.bin(pos)
+    ptr = cells.ptr
+    nc = list(geometry.n_cells) + [1] * (3 - dim)
+    cid = cells.cell[cells.order]
+    c = [cid % nc[0], (cid // nc[0]) % nc[1], cid // (nc[0] * nc[1])]
+    lengths = []
+    for o2 in ((-1, 0, 1) if dim == 3 else (0,)):
+        for o1 in (-1, 0, 1):
+            segs = _strip_lengths(c, nc, ptr, o1, o2, geometry.periodic)
+            lengths.extend(segs)
+    lens = torch.stack(lengths)                                   # [S, N] in query (cell) order
+    pad = (-n) % block
+    lens = torch.nn.functional.pad(lens, (0, pad)).reshape(lens.shape[0], -1, block)
+    useful = lens.sum()
+    run = lens.amax(-1).sum() * block
+    return float(useful) / max(float(run), 1.0)
+
+
+def _strip_lengths(c, nc, ptr, o1, o2, periodic):
+    """Lengths of the strips (row along x, plus the wrapped seam cell) one row offset gives each query."""
+    n0, n1, n2 = nc
+    if periodic:
+        ok = torch.full_like(c[0], True, dtype=torch.bool)
+        ok &= torch.tensor(n1 >= (3 if o1 < 0 else o1 + 1)) & torch.tensor(n2 >= (3 if o2 < 0 else o2 + 1))
+        a1, a2 = (c[1] + o1) % n1, (c[2] + o2) % n2
+        big = n0 >= 3
+        xlo = (c[0] - 1) if big else torch.zeros_like(c[0])
+        xhi = (c[0] + 1) if big else torch.full_like(c[0], n0 - 1)
+        wrap = torch.where(xlo < 0, n0 - 1, torch.where(xhi >= n0, 0, -1))
+        xlo, xhi = xlo.clamp_min(0), xhi.clamp_max(n0 - 1)
+    else:
+        a1, a2 = c[1] + o1, c[2] + o2
+        ok = (a1 >= 0) & (a1 < n1) & (a2 >= 0) & (a2 < n2)
+        a1, a2 = a1.clamp(0, n1 - 1), a2.clamp(0, n2 - 1)
+        xlo, xhi = (c[0] - 1).clamp_min(0), (c[0] + 1).clamp_max(n0 - 1)
+        wrap = torch.full_like(c[0], -1)
+    base = a1 * n0 + a2 * n0 * n1
+    main = torch.where(ok, ptr[base + xhi + 1] - ptr[base + xlo], 0)
+    seam = torch.where(ok & (wrap >= 0), ptr[base + wrap.clamp_min(0) + 1] - ptr[base + wrap.clamp_min(0)], 0)
+    return [main, seam] if periodic else [main]
 
 
 # ------------------------------------------------------------------ the reduction
 
 def _check_kernels(kernels) -> float:
     for kern in kernels:
+        if kern.kind not in KIND_IDS:
+            raise ValueError(f"triton backend: kernel kind {kern.kind!r} has no Triton formula (supported: "
+                             f"{', '.join(KIND_IDS)}); use backend='dense' or 'grid'")
         if not math.isfinite(kern.support):
             raise ValueError(
                 f"triton backend: kernel {kern.kind!r} (bandwidth={kern.bandwidth}) has unbounded support, "
@@ -553,59 +533,114 @@ def _check_kernels(kernels) -> float:
     return max_support(kernels)
 
 
-def _channel_params(kernels: list[Kernel], device, dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """Per-channel kind ids [KP] int32, flags [2 * KP] int32, parameters [4 * KP] float (padded to KP)."""
-    n_k = len(kernels)
-    kp = max(2, triton.next_power_of_2(n_k))
-    kind = [-1] * kp
-    flags = [0] * (2 * kp)
-    par = [1.0] * (5 * kp)
+def _channel_tables(kernels: list[Kernel], extra: tuple[bool, ...]) -> dict:
+    """Compile-time per-channel tables of ``_cell_sum_kernel`` (kinds, flags as bit fields)."""
+    tables = dict(KINDS=0, EXCL=0, OPEN=0, FOVS=0, EXTRA=0)
     for k, kern in enumerate(kernels):
-        kind[k] = KIND_IDS[kern.kind]
-        flags[k] = int(kern.exclude_self)
-        flags[kp + k] = int(kern.open_center or kern.kind == "circles")
-        par[k] = float(kern.radius)
-        par[kp + k] = float(kern.bandwidth) if kern.bandwidth is not None else 1.0
-        par[2 * kp + k] = float(kern.strength)
-        par[3 * kp + k] = 1e-3 * float(kern.radius)
-        # -2, not -1: |d . v| can round a hair above |d| |v| for a neighbor dead behind
-        par[4 * kp + k] = kern.cos_half_fov if kern.fov is not None else -2.0
-    as_t = lambda v, dt: torch.tensor(v, device=device, dtype=dt)  # noqa: E731
-    return as_t(kind, torch.int32), as_t(flags, torch.int32), as_t(par, dtype), kp
+        tables["KINDS"] |= KIND_IDS[kern.kind] << (3 * k)
+        tables["EXCL"] |= int(kern.exclude_self) << k
+        tables["OPEN"] |= int(kern.open_center or kern.kind == "circles") << k
+        tables["FOVS"] |= int(kern.fov is not None) << k
+        tables["EXTRA"] |= int(extra[k]) << k
+    return tables
 
 
-def _launch(cells: CellList, table: torch.Tensor, qpos: torch.Tensor, qcell: torch.Tensor,
-            qown: torch.Tensor, qorder: torch.Tensor, kernels: list[Kernel], period: torch.Tensor | None,
-            dim: int, block: int, num_warps: int | None, qvel: torch.Tensor | None = None) -> torch.Tensor:
-    """Run ``_cell_sum_kernel`` over cell-sorted queries (velocities ``qvel`` for view cones);
-    returns [K, M, C + 1]."""
-    device, dtype = table.device, table.dtype
-    n_query = qpos.shape[0]
-    n_col = table.shape[1]
-    width = n_col + 1
-    out = torch.empty(len(kernels), n_query, width, device=device, dtype=dtype)
-    kind, flags, par, kp = _channel_params(kernels, device, dtype)
-    kinds = {kern.kind for kern in kernels}
-    per = (period.to(device=device, dtype=dtype).reshape(dim) if period is not None
-           else torch.ones(dim, device=device, dtype=dtype))
-    n_cells = list(cells.geometry.n_cells) + [1] * (3 - dim)
-    extra = dict(_LAUNCH) if num_warps is None else {**_LAUNCH, "num_warps": num_warps}
-    grid = (triton.cdiv(n_query, block),)
-    _kernels()["cell_sum"][grid](
-        table, qpos, qpos if qvel is None else qvel, qcell, qown, qorder, cells.ptr.to(torch.int32), per,
-        kind, flags, par, out,
-        n_query, n_cells[0], n_cells[1], n_cells[2], cells.geometry.n_total,
-        D=dim, C=n_col, WP=triton.next_power_of_2(width), K=len(kernels), KP=kp,
-        PERIODIC=period is not None, HAS_TRI="triangular" in kinds, HAS_GAUSS="gaussian" in kinds,
-        HAS_INVSQ="inverse_square" in kinds, HAS_CIRCLES="circles" in kinds, HAS_FOV=has_fov(kernels),
-        WIDE=table.numel() >= 2**31 - 1, F64=dtype == torch.float64, BLOCK=block, **extra)
-    return out
+def _channel_params(kernels: list[Kernel], device, dtype) -> torch.Tensor:
+    """[5 K] per-channel [radius, bandwidth, strength, inverse floor, cos(fov / 2)], cached on the device."""
+    par = []
+    for key in ("radius", "bandwidth", "strength", "floor", "cos"):
+        for kern in kernels:
+            if key == "radius":
+                par.append(float(kern.radius))
+            elif key == "bandwidth":
+                par.append(float(kern.bandwidth) if kern.bandwidth is not None else 1.0)
+            elif key == "strength":
+                par.append(float(kern.strength))
+            elif key == "floor":
+                par.append(1e-3 * float(kern.radius))
+            else:
+                # -2, not -1: |d . v| can round a hair above |d| |v| for a neighbor dead behind
+                par.append(kern.cos_half_fov if kern.fov is not None else -2.0)
+    return device_constant(tuple(par), device, dtype)
+
+
+def _sum_columns(columns, n_kernels: int) -> tuple[bool, ...]:
+    """Per channel: does it sum the velocity and feature columns ('all') or positions only?"""
+    if isinstance(columns, str):
+        columns = [columns] * n_kernels
+    columns = tuple(columns)
+    if len(columns) != n_kernels or any(c not in ("all", "positions") for c in columns):
+        raise ValueError(f"reduce_triton: columns: expected 'all', 'positions' or one of them per kernel "
+                         f"({n_kernels}), got {columns!r}")
+    return tuple(c == "all" for c in columns)
 
 
 def _block_size(chunk_rows: int | None) -> int:
     if chunk_rows is None:
         return DEFAULT_BLOCK
-    return max(16, min(256, triton.next_power_of_2(int(chunk_rows))))
+    return max(32, min(256, triton.next_power_of_2(int(chunk_rows))))
+
+
+def _launch(cells: CellList, table: torch.Tensor, qpos: torch.Tensor, qcell: torch.Tensor,
+            qown: torch.Tensor, qorder: torch.Tensor, kernels: list[Kernel], extra: tuple[bool, ...],
+            has_vel: bool, n_feat: int, block: int, num_warps: int | None,
+            qvel: torch.Tensor | None = None) -> torch.Tensor:
+    """Run ``_cell_sum_kernel`` over cell-sorted queries (velocities ``qvel`` for view cones);
+    returns [K, M, 2D + F + 1] (columns a channel does not sum are 0)."""
+    plan = cells.plan
+    device, dtype = table.device, table.dtype
+    n_query, dim = qpos.shape
+    out = torch.empty(len(kernels), n_query, 2 * dim + n_feat + 1, device=device, dtype=dtype)
+    n_cells = list(plan.n_cells) + [1] * (3 - dim)
+    # one query per lane: a program is exactly BLOCK lanes, so no value of a query is split over threads
+    warps = max(1, block // 32) if num_warps is None else num_warps
+    grid = (triton.cdiv(n_query, block),)
+    _kernels()["cell_sum"][grid](
+        table, qpos, qpos if qvel is None else qvel, qcell, qown, qorder, cells.ptr.to(torch.int32),
+        plan.period_tensor(dtype), _channel_params(kernels, device, dtype), out,
+        n_query, n_cells[0], n_cells[1], n_cells[2], plan.n_total,
+        D=dim, C=table.shape[1], VEL=has_vel, F=n_feat, K=len(kernels), **_channel_tables(kernels, extra),
+        PERIODIC=plan.periodic, WIDE=table.numel() >= 2**31 - 1, F64=dtype == torch.float64, BLOCK=block,
+        num_warps=warps, **_LAUNCH)
+    return out
+
+
+def _plan(support: float, dim: int, dtype, device, period, bounds, n_points: int, n_members: int,
+          points: torch.Tensor, max_cells: int | None = None) -> CellPlan:
+    """The cached build phase for this configuration (built, with its host reads, once)."""
+    per = None if period is None else host_values(period, dim, "reduce_triton: period")
+    bnd = None if (bounds is None or period is not None) else host_values(bounds, 2 * dim, "reduce_triton: bounds")
+    key = (support, dim, dtype, torch.device(device), per, bnd, n_points, n_members, max_cells)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = plan_cells(support, dim, dtype=dtype, device=device, period=per, bounds=bnd, n_points=n_points,
+                          n_members=n_members, max_cells=max_cells, points=points, caller="reduce_triton")
+        _PLANS[key] = plan
+        while len(_PLANS) > _MAX_PLANS:
+            _PLANS.popitem(last=False)
+    else:
+        _PLANS.move_to_end(key)
+    return plan
+
+
+def check_cell_plans(*, drop: bool = True) -> int:
+    """OR of the overflow bits (``cells.OVERFLOW_*``) of every cached cell plan; one host read.
+
+    The update phase never reads its flags; call this every k steps. With ``drop``, the
+    plans that overflowed are forgotten, so the next call rebuilds them at the new size.
+    """
+    if not _PLANS:
+        return 0
+    keys = list(_PLANS)
+    flags = torch.cat([_PLANS[k].overflow.to("cpu") for k in keys]).tolist()
+    if drop:
+        for k, f in zip(keys, flags):
+            if f:
+                del _PLANS[k]
+    out = 0
+    for f in flags:
+        out |= int(f)
+    return out
 
 
 def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
@@ -617,23 +652,32 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
                   chunk_rows: int | None = None,
                   bounds: torch.Tensor | None = None,
                   num_warps: int | None = None,
-                  query_vel: torch.Tensor | None = None) -> torch.Tensor:
+                  query_vel: torch.Tensor | None = None,
+                  columns="all") -> torch.Tensor:
     """Kernel sums of every query over the agents in its 3^D neighboring cells, in one fused kernel.
 
     Same arguments, semantics and layout as ``reduce_dense``, plus:
 
     Args:
+        period: [D] box lengths (a tensor, read once per tensor object, or floats).
         memory_budget: accepted for the common signature; unused (memory is O(N + M + cells)).
-        chunk_rows: queries per Triton program (rounded to a power of 2 in [16, 256];
-            default ``DEFAULT_BLOCK``).
-        bounds: [2, D] low / high corners to bin over in an open world; default the
-            bounding box of agents and queries. Only speed depends on it.
-        num_warps: Triton launch option (GPU tuning; default Triton's).
+        chunk_rows: queries per Triton program, one per lane (rounded to a power of 2 in
+            [32, 256]; default ``DEFAULT_BLOCK``).
+        bounds: [2, D] low / high corners to bin over in an open world (read once per
+            tensor object); default the bounding box of agents and queries, kept on the
+            device, over a cell count fixed by the first call. Only speed depends on it.
+        num_warps: Triton launch option (default ``BLOCK / 32``: one query per lane).
         query_vel: [M, D] query velocities for kernels with a field of view
             (default ``vel`` when ``query_pos`` is None).
+        columns: 'all' (as ``reduce_dense``), 'positions' (sum only offsets and weights:
+            velocity and feature columns come back 0 and are never read), or one of the
+            two per kernel.
 
     Returns:
         S: [K, M, 2D + F + 1], layout [positions (D), velocities (D), features (F), weight sum (1)].
+
+    After the first call with a configuration (dimension, dtype, device, support, box,
+    agent count) a call makes no host read and no host-to-device copy: see ``cells.py``.
 
     Raises:
         ValueError: a kernel has unbounded support (an untruncated Gaussian), a kernel
@@ -645,6 +689,7 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
     n_agents, dim = pos.shape
     n_query = n_agents if query_pos is None else query_pos.shape[0]
     n_feat = 0 if features is None else features.shape[1]
+    extra = _sum_columns(columns, len(kernels))
     if n_query == 0 or n_agents == 0 or len(kernels) == 0:
         return torch.zeros(len(kernels), n_query, 2 * dim + n_feat + 1, device=pos.device, dtype=pos.dtype)
     self_query = query_pos is None
@@ -657,21 +702,22 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
     if self_query and query_index is None:
         query_index = torch.arange(n_agents, device=device)
     points = pos if self_query else torch.cat([pos, query_pos.to(dtype)])
-    geometry = cell_geometry(points, support, period=period, bounds=bounds)
-    cells = build_cells(pos, geometry)
+    plan = _plan(support, dim, dtype, device, period, bounds, points.shape[0], 1, points)
+    cells = plan.bin(pos, frame_points=points)
     order = cells.order
-    table = [pos, vel] + ([] if features is None else [features.to(dtype)])
-    table = torch.cat(table, 1)[order].contiguous()                     # [N, 2D+F], cell order
+    need = any(extra)
+    parts = [pos] + ([vel] if need else []) + ([features.to(dtype)] if need and features is not None else [])
+    table = torch.cat(parts, 1)[order].contiguous()                     # [N, C], cell order
 
     qvel = None
     if self_query:
         qorder, qcell = order, cells.cell[order]
         qpos = table[:, :dim].contiguous()
         if fov:
-            qvel = (table[:, dim:2 * dim] if query_vel is None else query_vel.to(dtype)[order]).contiguous()
+            qvel = (vel if query_vel is None else query_vel.to(dtype))[order].contiguous()
     else:
-        qc = geometry.cell_ids(query_pos)
-        qorder, _ = counting_sort(qc, geometry.n_total)
+        qc = plan.cell_ids(query_pos)
+        qorder, _ = counting_sort(qc, plan.n_total)
         qcell = qc[qorder]
         qpos = query_pos.to(dtype)[qorder].contiguous()
         if fov:
@@ -683,8 +729,8 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
         qi = query_index.to(device=device, dtype=torch.int64)[qorder]
         ok = (qi >= 0) & (qi < n_agents)
         qown = torch.where(ok, inv[qi.clamp(0, n_agents - 1)], qown)
-    return _launch(cells, table, qpos, qcell.to(torch.int32), qown.to(torch.int32), qorder,
-                   kernels, period, dim, _block_size(chunk_rows), num_warps, qvel)
+    return _launch(cells, table, qpos, qcell.to(torch.int32), qown.to(torch.int32), qorder, kernels, extra,
+                   need, n_feat, _block_size(chunk_rows), num_warps, qvel)
 
 
 def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
@@ -692,7 +738,8 @@ def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ke
                           features: torch.Tensor | None = None,
                           bounds: torch.Tensor | None = None,
                           chunk_rows: int | None = None,
-                          num_warps: int | None = None) -> torch.Tensor:
+                          num_warps: int | None = None,
+                          columns="all") -> torch.Tensor:
     """Kernel sums of E independent flocks in one launch: no pair across members.
 
     Every member gets its own copy of the cells (cell id = member * cells + local id),
@@ -704,6 +751,7 @@ def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ke
         period: [D] box lengths (shared), or None.
         features: [E, N, F] or None.
         bounds: [2, D] corners of an open world (default: the bounding box of all members).
+        columns: as ``reduce_triton``.
 
     Returns:
         S: [E, K, N, 2D + F + 1], member e's block equal to ``reduce_dense`` of member e
@@ -712,28 +760,31 @@ def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ke
     support = _check_kernels(kernels)
     n_mem, n_agents, dim = pos.shape
     n_feat = 0 if features is None else features.shape[2]
+    extra = _sum_columns(columns, len(kernels))
     if n_mem == 0 or n_agents == 0 or len(kernels) == 0:
         return torch.zeros(n_mem, len(kernels), n_agents, 2 * dim + n_feat + 1, device=pos.device,
                            dtype=pos.dtype)
     _require_triton(pos.device)
     device, dtype = pos.device, pos.dtype
     flat = pos.reshape(-1, dim)
-    geometry = cell_geometry(flat, support, period=period, bounds=bounds,
-                             max_cells=2 * n_agents + 64)
+    plan = _plan(support, dim, dtype, device, period, bounds, n_agents, n_mem, flat)
     member = torch.arange(n_mem, device=device).repeat_interleave(n_agents)
-    cells = build_cells(flat, geometry, member, n_mem)
+    cells = plan.bin(flat, member)
     order = cells.order
-    parts = [flat, vel.reshape(-1, dim)] + ([] if features is None else [features.reshape(n_mem * n_agents, -1)])
+    need = any(extra)
+    parts = [flat] + ([vel.reshape(-1, dim)] if need else [])
+    if need and features is not None:
+        parts.append(features.reshape(n_mem * n_agents, -1))
     table = torch.cat([p.to(dtype) for p in parts], 1)[order].contiguous()
     qown = torch.arange(flat.shape[0], device=device, dtype=torch.int32)
     if not any(k.exclude_self for k in kernels):
         qown = torch.full_like(qown, -1)
-    qvel = table[:, dim:2 * dim].contiguous() if has_fov(kernels) else None
+    qvel = vel.reshape(-1, dim).to(dtype)[order].contiguous() if has_fov(kernels) else None
     out = _launch(cells, table, table[:, :dim].contiguous(), cells.cell[order].to(torch.int32), qown,
-                  order, kernels, period, dim, _block_size(chunk_rows), num_warps, qvel)
+                  order, kernels, extra, need, n_feat, _block_size(chunk_rows), num_warps, qvel)
     return out.reshape(len(kernels), n_mem, n_agents, -1).permute(1, 0, 2, 3)
 
 
-__all__ = ["CellGeometry", "CellList", "DEFAULT_BLOCK", "build_cells", "cell_geometry", "cell_permutation",
-           "counting_sort", "interpret_mode", "mean_candidates", "reduce_triton", "reduce_triton_batched",
-           "sort_state_by_cell", "triton_available", "triton_usable"]
+__all__ = ["CellList", "CellPlan", "DEFAULT_BLOCK", "KIND_IDS", "build_cells", "cell_geometry", "cell_permutation",
+           "check_cell_plans", "counting_sort", "interpret_mode", "lane_efficiency", "mean_candidates",
+           "reduce_triton", "reduce_triton_batched", "sort_state_by_cell", "triton_available", "triton_usable"]
