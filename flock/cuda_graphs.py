@@ -41,7 +41,9 @@ from .terms import Wander
 
 log = logging.getLogger(__name__)
 
-CAPTURABLE_BACKENDS = ("dense",)
+# dense is a fixed sequence of kernels; the Triton cell list needs nothing from the host
+# after its first (build) call, which the warm-up passes before capture make
+CAPTURABLE_BACKENDS = ("dense", "triton")
 
 
 class TorchGraph:

@@ -66,6 +66,9 @@ class Rule:
         refuses_terms: the extra terms (walls, forces, avoidance, wander) have no meaning for
             this rule (mean shift); validation refuses a scenario that asks for them.
         converges: the run stops when the relative shift falls below ``rules.tol`` (mean shift).
+        sums_velocities: the rule reads the velocity (and feature) columns of the sums; when
+            False a backend may skip them (the Triton kernel does).
+        is_boid: the rule moves boids (the metrics then include polarization and spacing).
     """
 
     name: ClassVar[str]
@@ -73,6 +76,7 @@ class Rule:
     constant_speed: ClassVar[bool] = False
     refuses_terms: ClassVar[bool] = False
     converges: ClassVar[bool] = False
+    sums_velocities: ClassVar[bool] = True
     is_boid: ClassVar[bool] = False
 
     def kernels(self, params: "Params") -> list[Kernel]:
@@ -271,6 +275,7 @@ class CirclesRule(Rule):
 
     name = "circles"
     update_kind = "pos"
+    sums_velocities = False
 
     def kernels(self, params):
         rules = params.scenario.rules
@@ -296,6 +301,7 @@ class MeanShiftRule(Rule):
     update_kind = "pos"
     refuses_terms = True
     converges = True
+    sums_velocities = False
 
     def kernels(self, params):
         return meanshift_kernels(params.scenario.rules)

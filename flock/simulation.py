@@ -313,6 +313,11 @@ class Simulation:
     def step(self, n: int = 1) -> "Simulation":
         """Advance ``n`` steps (fewer if a mean shift run converges first). Returns self."""
         self._refresh()
+        if self.backend == "triton":
+            # one host read per call: cell plans whose bounds no longer hold are rebuilt
+            from .neighbors.triton_grid import check_cell_plans
+
+            check_cell_plans()
         params, every = self._params, self._scenario.metrics.every
         frozen = self.member_done if params.rule.converges else None
         for _ in range(int(n)):

@@ -55,10 +55,12 @@ def neighbor_sums(state: FlockState, params: Params, backend: str) -> torch.Tens
     pos, vel = state.pos, state.vel
     period = params.world.period(pos)
     features = params.rule.features(state, params)
-    extra = {} if features is None else {"features": features}
+    extra = {"box": params.box, "columns": "all" if params.rule.sums_velocities else "positions"}
+    if features is not None:
+        extra["features"] = features
     b = params.n_members
     if b == 1:
-        return reduce_neighbors(pos, vel, kernels, backend=backend, period=period, box=params.box, **extra)
+        return reduce_neighbors(pos, vel, kernels, backend=backend, period=period, **extra)
     n, dim = pos.shape[0] // b, pos.shape[1]
     if features is not None:
         extra["features"] = features.view(b, n, -1)

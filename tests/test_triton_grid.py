@@ -417,3 +417,17 @@ def test_open_world_overflow_flag_and_rebuild(monkeypatch):
     if tg.interpret_mode():
         _close(tg.reduce_triton(pos * 10.0, vel, kernels), reduce_dense(pos * 10.0, vel, kernels),
                torch.float64)
+
+
+@pytest.mark.slow
+def test_netlogo_thousand_agents_on_triton_matches_dense(tdevice):
+    """The netlogo formulation's inverse-distance channel runs on Triton (it was a KeyError)."""
+    from flock import Simulation, load_scenario
+
+    sc = load_scenario("scenarios/netlogo_flocking.yaml", overrides=["agents.count=1000"])
+    kw = dict(device=tdevice, dtype="float64", record_metrics=False)
+    tri = Simulation.from_scenario(sc, backend="triton", **kw).step(1)
+    dense = Simulation.from_scenario(sc, backend="dense", **kw).step(1)
+    assert tri.backend == "triton"
+    torch.testing.assert_close(tri.state.pos, dense.state.pos, rtol=0, atol=1e-9)
+    torch.testing.assert_close(tri.state.vel, dense.state.vel, rtol=0, atol=1e-9)

@@ -60,32 +60,33 @@ def choose_backend(n_agents: int, kernels: list[Kernel], device: torch.device | 
 
 
 def reduce_neighbors(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
-                     backend: str = "dense", box=None, **kwargs) -> torch.Tensor:
+                     backend: str = "dense", box=None, columns: str = "all", **kwargs) -> torch.Tensor:
     """Kernel sums [K, M, 2D+F+1] with ``backend`` (keyword arguments as ``reduce_dense``).
 
-    ``box``: the world box (low, high corners) as host floats, or None; cell-list backends
-    lay their cells out over it instead of reading the agents' bounding box back.
+    Args:
+        box: the world box (low, high corners) as host floats, or None; the torch grid lays
+            its cells out over it instead of reading the agents' bounding box back.
+        columns: 'all', or 'positions' when the caller reads only the position and weight
+            columns (the Triton kernel then skips the velocity and feature sums; other
+            backends compute every column).
     """
     if backend == "auto":
         backend = choose_backend(pos.shape[0], kernels, pos.device)
-    if backend == "grid":
-        from .grid import reduce_grid
-        return reduce_grid(pos, vel, kernels, box=box, **kwargs)
     if backend == "dense":
         return reduce_dense(pos, vel, kernels, **kwargs)
     if backend == "grid":
         from .grid import reduce_grid
-        return reduce_grid(pos, vel, kernels, **kwargs)
+        return reduce_grid(pos, vel, kernels, box=box, **kwargs)
     if backend == "fused":
         from .fused import reduce_fused
         return reduce_fused(pos, vel, kernels, **kwargs)
     if backend == "triton":
         from .triton_grid import reduce_triton
-        return reduce_triton(pos, vel, kernels, **kwargs)
+        return reduce_triton(pos, vel, kernels, columns=columns, **kwargs)
     raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
 
 
 from .batched import reduce_dense_batched, reduce_members  # noqa: E402  (uses reduce_neighbors lazily)
 
-__all__ = ["BACKENDS", "reduce_dense_batched", "reduce_members", "DEFAULT_MEMORY_BUDGET", "choose_backend", "dense_chunk_rows", "is_fused_compatible",
-           "reduce_dense", "reduce_neighbors"]
+__all__ = ["BACKENDS", "DEFAULT_MEMORY_BUDGET", "choose_backend", "dense_chunk_rows", "is_fused_compatible",
+           "reduce_dense", "reduce_dense_batched", "reduce_members", "reduce_neighbors"]

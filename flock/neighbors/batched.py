@@ -83,11 +83,13 @@ def reduce_dense_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ker
 
 
 def reduce_members(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *, backend: str,
-                   period: torch.Tensor | None = None, features: torch.Tensor | None = None) -> torch.Tensor:
+                   period: torch.Tensor | None = None, features: torch.Tensor | None = None,
+                   box=None, columns: str = "all") -> torch.Tensor:
     """Kernel sums [E, K, N, W] of E members with ``backend`` (no pair across members).
 
     Args:
         pos, vel: [E, N, D]. features: [E, N, F] or None.
+        box, columns: as ``reduce_neighbors``.
         backend: 'dense', 'triton' (one batched pass; triton without features) or any
             backend of ``reduce_neighbors`` (member by member).
     """
@@ -96,10 +98,11 @@ def reduce_members(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], 
     if backend == "triton" and features is None:
         from .triton_grid import reduce_triton_batched
 
-        return reduce_triton_batched(pos, vel, kernels, period=period)
+        return reduce_triton_batched(pos, vel, kernels, period=period, columns=columns)
     from . import reduce_neighbors
 
-    return torch.stack([reduce_neighbors(pos[e], vel[e], kernels, backend=backend, period=period,
+    return torch.stack([reduce_neighbors(pos[e], vel[e], kernels, backend=backend, period=period, box=box,
+                                         columns=columns,
                                          **({} if features is None else {"features": features[e]}))
                         for e in range(pos.shape[0])])
 

@@ -7,14 +7,17 @@ O(M * candidates) instead of O(M * N):
 
     S[k, i] = sum_j w_k(|d_ij|) * [q_i + d_ij, v_j, f_j, 1]        shape [K, M, 2D+F+1]
 
-Two phases, as JAX-MD's neighbor lists (allocate / update):
+Two functions, called one after the other on every ``reduce_grid`` (the grid is
+rebuilt each call; the sync-free, allocate-once cell plan of the Triton kernel is in
+``cells.py``):
 
 - ``build_grid`` sizes the cells and sorts the agents by cell (``NeighborGrid``).
   In a periodic world the cells tile the box [0, L) exactly (floor(L / support)
   cells per axis, at least 1) and the wrap is a cell-index modulo; elsewhere
-  the cells cover the bounding box of agents and queries, and points outside
-  it fall into the edge cells (still correct: clamping never separates two
-  points closer than a cell).
+  the cells cover the world box when the caller passes it (``box``: the
+  simulation's step does, so the layout needs nothing back from the device) or
+  the bounding box of agents and queries, and points outside fall into the edge
+  cells (still correct: clamping never separates two points closer than a cell).
 - ``query_grid`` reduces each query over its candidate agents. The candidates of
   one query are a few contiguous ranges of the cell-sorted agents (one per row
   of cells along the first axis, plus the wrapped cell at a periodic seam).
