@@ -294,18 +294,8 @@ def plan_cells(support: float, dim: int, *, dtype: torch.dtype, device: torch.de
         else:
             lo_b = hi_b = [0.0] * dim
         scale = max(max(abs(v) for v in lo_b + hi_b), max(h - l for l, h in zip(lo_b, hi_b)))
-    width = support + rounding_margin(dtype, support, scale)
     extent = [max(h - l, 0.0) for l, h in zip(lo_b, hi_b)]
-
-    def count(w):
-        if per is not None:
-            return [max(1, math.floor(L / w)) for L in per]
-        return [max(1, math.floor(e / w) + 1) for e in extent]
-
-    n_cells = count(width)
-    while math.prod(n_cells) > max_cells:
-        width *= max(1.05, (math.prod(n_cells) / max_cells) ** (1.0 / dim))
-        n_cells = count(width)
+    width, n_cells = fit_cells(support + rounding_margin(dtype, support, scale), per, extent, max_cells)
     if math.prod(n_cells) * n_members >= 2**31 - 1:
         raise ValueError(f"{caller}: {math.prod(n_cells) * n_members} cells do not fit int32 ids; "
                          "pass a smaller max_cells")
@@ -313,6 +303,31 @@ def plan_cells(support: float, dim: int, *, dtype: torch.dtype, device: torch.de
     return CellPlan(dim=dim, n_cells=tuple(n_cells), n_members=n_members, periodic=per is not None,
                     period=per, bounds=bnd, width=width, support=float(support), dtype=dtype, device=device,
                     overflow=overflow)
+
+
+def fit_cells(width: float, period, extent, max_cells: int) -> tuple[float, list[int]]:
+    """Cell width and cells per axis: at least ``width`` wide, at most ``max_cells`` cells in all.
+
+    The one rule both cell lists (the torch grid and this Triton plan) follow.
+
+    Args:
+        width: smallest cell width (support plus rounding margin), world units.
+        period: [D] box lengths of a periodic world (floor(L / w) cells per axis, at least 1,
+            tiling the box), or None.
+        extent: [D] extent of an open world's bounds (floor(e / w) + 1 cells per axis).
+        max_cells: cap on the product of the counts; cells widen by >= 5% until it holds.
+    """
+    def count(w):
+        if period is not None:
+            return [max(1, math.floor(L / w)) for L in period]
+        return [max(1, math.floor(e / w) + 1) for e in extent]
+
+    dim = len(period) if period is not None else len(extent)
+    n_cells = count(width)
+    while math.prod(n_cells) > max_cells:
+        width *= max(1.05, (math.prod(n_cells) / max_cells) ** (1.0 / dim))
+        n_cells = count(width)
+    return width, n_cells
 
 
 def counting_sort(keys: torch.Tensor, n_bins: int) -> tuple[torch.Tensor, torch.Tensor]:

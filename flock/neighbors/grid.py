@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from ..kernels import Kernel, has_fov, max_support, pair_weights
+from .cells import fit_cells, rounding_margin, strides as cell_strides
 from ..world import minimum_image
 from .dense import DEFAULT_MEMORY_BUDGET
 
@@ -107,27 +108,8 @@ class NeighborGrid:
 
     def cell_ids(self, coords: torch.Tensor) -> torch.Tensor:
         """[...] int64 linear cell ids of cell coordinates ``coords`` ([..., D] int64)."""
-        strides = torch.as_tensor(_strides(self.n_cells), device=coords.device, dtype=torch.int64)
+        strides = torch.as_tensor(cell_strides(self.n_cells), device=coords.device, dtype=torch.int64)
         return (coords * strides).sum(-1)
-
-
-def _strides(n_cells) -> list[int]:
-    strides, s = [], 1
-    for n in n_cells:
-        strides.append(s)
-        s *= n
-    return strides
-
-
-def _rounding_margin(dtype: torch.dtype, support: float, scale: float) -> float:
-    """Width added to cells so float rounding never hides a neighbor.
-
-    ``reduce_dense`` computes x_j - q_i (and the minimum image) in the input dtype,
-    off by up to eps * |coordinates|; a cell wider than the support by a few of
-    those guarantees that every pair the dense backend weighs is a candidate.
-    """
-    eps = torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float32).eps
-    return 4.0 * eps * (support + scale)
 
 
 def cell_layout(points: torch.Tensor, cell_size: float, *, period: torch.Tensor | None = None,
@@ -184,17 +166,8 @@ def cell_layout(points: torch.Tensor, cell_size: float, *, period: torch.Tensor 
             lo = hi = [0.0] * dim
         extent = [max(h - l, 0.0) for l, h in zip(lo, hi)]
         scale = max(max(abs(v) for v in lo + hi), max(extent))
-    width = cell_size + _rounding_margin(points.dtype, cell_size, scale)
-
-    def count(w):
-        if period is not None:
-            return [max(1, math.floor(L / w)) for L in per]
-        return [max(1, math.floor(e / w) + 1) for e in extent]
-
-    n_cells = count(width)
-    while math.prod(n_cells) > max_cells:
-        width *= max(1.05, (math.prod(n_cells) / max_cells) ** (1.0 / dim))
-        n_cells = count(width)
+    width, n_cells = fit_cells(cell_size + rounding_margin(points.dtype, cell_size, scale),
+                               per if period is not None else None, extent if period is None else None, max_cells)
     sizes = [L / n for L, n in zip(per, n_cells)] if period is not None else [width] * dim
     return lo, sizes, n_cells
 
@@ -261,7 +234,7 @@ def _segments(grid: NeighborGrid, qc: torch.Tensor) -> tuple[torch.Tensor, torch
         ``order[start[i, s] : start[i, s] + count[i, s]]`` for every s, each agent once.
     """
     n, periodic = grid.n_cells, grid.periodic
-    strides = _strides(n)
+    strides = list(cell_strides(n))
     c0 = qc[:, 0]
     n0 = n[0]
     # cells c0-1 .. c0+1 of one row are consecutive ids: one range per row,
@@ -368,7 +341,7 @@ def reduce_grid(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
     cell = support
     if query_pos is not None:
         # the rounding margin of the cells must cover the query coordinates too
-        cell += _rounding_margin(pos.dtype, support, float(query_pos.abs().max()))
+        cell += rounding_margin(pos.dtype, support, float(query_pos.abs().max()))
     grid = build_grid(pos, cell, period=period, bounds=bounds, box=box if query_pos is None else None)
     return query_grid(grid, pos, vel, kernels, query_pos=query_pos, query_index=query_index,
                       features=features, memory_budget=memory_budget, chunk_rows=chunk_rows,
