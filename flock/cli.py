@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ScenarioError
+from .names import BACKEND_NAMES
 from .run_output import MetricsCsvWriter, run_summary, save_final_state
 
 
@@ -297,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="auto | cpu | cuda (default: the scenario's)")
     run.add_argument("--dtype", default=None, choices=["float32", "float64"])
     run.add_argument("--seed", type=int, default=None)
-    run.add_argument("--backend", default=None, choices=["auto", "dense", "grid", "fused", "triton"])
+    run.add_argument("--backend", default=None, choices=BACKEND_NAMES)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a scenario value (repeatable), validated like the file")
