@@ -29,6 +29,15 @@ MEANSHIFT_KERNEL_NAMES = ("gaussian", "triangular", "flat")
 # A truncated Gaussian is cut at this many bandwidths (3h: weights below exp(-4.5) ~ 1.1%).
 GAUSSIAN_CUT_BANDWIDTHS = 3.0
 
+# Ranges every input is held to (the schema, initial-state files, CLI flags). A coordinate,
+# speed or weight of at most 1e15 squares to 1e30, well inside float32's 3.4e38.
+MAX_ABS_VALUE = 1e15
+MAX_COUNT = 10**12          # agents, steps, iterations: beyond any run that fits in memory
+MAX_SEED = 2**63 - 1        # torch.Generator.manual_seed takes a 64-bit integer
+MAX_PIXELS = 16384          # a picture or window side
+MAX_FPS = 1000
+MAX_TRAIL = 10000
+
 __all__ = ["BACKEND_NAMES", "BOID_FORMULATIONS", "BOUNDARY_NAMES", "CONSTANT_SPEED_FORMULATIONS", "DEVICE_NAMES",
            "DTYPE_NAMES", "FORMULATION_NAMES", "GAUSSIAN_CUT_BANDWIDTHS", "GROUP_FORMULATIONS",
-           "MEANSHIFT_KERNEL_NAMES"]
+           "MAX_ABS_VALUE", "MAX_COUNT", "MAX_FPS", "MAX_PIXELS", "MAX_SEED", "MAX_TRAIL", "MEANSHIFT_KERNEL_NAMES"]

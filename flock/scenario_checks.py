@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .input_files import ArrayProblem, load_array
 from .names import CONSTANT_SPEED_FORMULATIONS, DEVICE_NAMES, GROUP_FORMULATIONS
 from .scenario_errors import describe_value, pydantic_message, raise_problems
 from .scenario_schema import (AgentsSpec, BlobsInit, BoidRules, FileInit, InteractionsSpec, MeanShiftRules, Scenario,
@@ -19,6 +20,35 @@ from .scenario_schema import (AgentsSpec, BlobsInit, BoidRules, FileInit, Intera
 def _check_vector(problems, path: str, value, dim: int):
     if value is not None and len(value) != dim:
         problems.append((path, f"expected {dim} numbers (world.dims = {dim}), got {describe_value(value)}"))
+
+
+def _check_file(problems, sc: Scenario, agents: AgentsSpec, init: FileInit, where: str, base_dir: Path) -> None:
+    """Read an initial-state file as the run will (validate is a real promise) and check its
+    kind, dtype, finiteness, range, columns against world.dims and rows against the count."""
+    path = base_dir / init.path
+    if path.suffix not in (".npy", ".csv"):
+        problems.append((f"{where}.path", f"expected a .npy or .csv file, got {describe_value(init.path)}"))
+        return
+    try:
+        arr = load_array(path, dtype=sc.run.dtype)
+    except ArrayProblem as exc:
+        problems.append((f"{where}.path", f"{exc} ({path})"))
+        return
+    dim = sc.world.dims
+    if arr.shape[1] != dim:
+        problems.append((f"{where}.path", f"expected {dim} columns (world.dims), got {arr.shape[1]} ({path})"))
+    if where.endswith("position") and agents.count is not None and agents.count != arr.shape[0]:
+        problems.append((where.rsplit(".", 1)[0] + ".count",
+                         f"expected {arr.shape[0]} (the rows of {init.path}), got {agents.count}"))
+    if where.endswith("velocity"):
+        rows = agents.count
+        if isinstance(agents.position, FileInit):
+            try:
+                rows = load_array(base_dir / agents.position.path).shape[0]
+            except ArrayProblem:
+                rows = None
+        if rows is not None and rows != arr.shape[0]:
+            problems.append((f"{where}.path", f"expected {rows} rows (one per agent), got {arr.shape[0]} ({path})"))
 
 
 def _check_agents(problems, sc: Scenario, agents: AgentsSpec, prefix: str, base_dir: Path) -> None:
@@ -49,11 +79,7 @@ def _check_agents(problems, sc: Scenario, agents: AgentsSpec, prefix: str, base_
             if agents.count is not None and agents.count != total:
                 problems.append((f"{prefix}.count", f"expected {total} (n_blobs x per_blob), got {agents.count}"))
         elif isinstance(init, FileInit):
-            path = base_dir / init.path
-            if path.suffix not in (".npy", ".csv"):
-                problems.append((f"{where}.path", f"expected a .npy or .csv file, got {describe_value(init.path)}"))
-            elif not path.is_file():
-                problems.append((f"{where}.path", f"file not found: {path}"))
+            _check_file(problems, sc, agents, init, where, base_dir)
     if isinstance(agents.position, (UniformInit,)) and agents.count is None:
         problems.append((f"{prefix}.count", "required key is missing (a uniform placement needs a count)"))
     max_speed = agents.max_speed if agents.max_speed is not None else sc.agents.max_speed

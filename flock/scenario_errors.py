@@ -7,6 +7,7 @@ once as a ``ScenarioError``.
 from __future__ import annotations
 
 import difflib
+import reprlib
 import typing
 from typing import Any
 
@@ -16,8 +17,15 @@ from .errors import ScenarioError
 from .scenario_schema import Scenario
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple = 2, 6, 4, 6
+
+
 def describe_value(value: Any) -> str:
-    text = repr(value)
+    """A short repr of ``value`` for a message: never built in full (a huge string, list or
+    alias-expanded tree is cut while it is being written), at most 80 characters."""
+    text = _REPR.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -87,6 +95,8 @@ def pydantic_message(error: dict) -> tuple[str, str]:
         bound = next(iter(ctx.values()))
         bound = f"{bound:g}" if isinstance(bound, (int, float)) else bound
         return where, f"expected a number {op} {bound}, got {describe_value(value)}"
+    if kind == "finite_number":
+        return where, f"expected a finite number, got {describe_value(value)}"
     if kind in ("float_type", "float_parsing", "int_type", "int_parsing", "int_from_float"):
         what = "an integer" if kind.startswith("int") else "a number"
         return where, f"expected {what}, got {describe_value(value)}"

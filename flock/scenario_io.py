@@ -12,23 +12,97 @@ from typing import Any
 import yaml
 
 from .errors import ScenarioError
+from .input_files import file_problem, read_bytes
 from .scenario_checks import validate_scenario
 from .scenario_errors import describe_value
 from .scenario_schema import Scenario
 
 
+# Limits on a scenario file, so that a hostile one fails fast instead of taking minutes of
+# CPU, gigabytes of memory or the interpreter's stack.
+MAX_YAML_BYTES = 4 * 2**20
+MAX_YAML_NODES = 200_000      # values after aliases are expanded (a 1 KB alias bomb is billions)
+MAX_YAML_DEPTH = 64
+MAX_EXTENDS = 32
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest flow nesting ([ and {) of ``text``, an upper bound that ignores quoting;
+    block nesting cannot go deep within MAX_YAML_BYTES (each level costs indentation)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """Refuse duplicate keys, nesting deeper than MAX_YAML_DEPTH, recursive aliases and more
+    than MAX_YAML_NODES values once aliases are expanded, without expanding anything."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        children = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [item for pair in node.value for item in pair]
+        if done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise ScenarioError(f"{path}: line {node.start_mark.line + 1}: more than {MAX_YAML_NODES:,} values "
+                                    "once aliases are expanded; a scenario is far smaller (an alias bomb?)")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise ScenarioError(f"{path}: line {node.start_mark.line + 1}: an alias refers to the value it is in")
+        if depth > MAX_YAML_DEPTH:
+            raise ScenarioError(f"{path}: line {node.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} "
+                                "levels deep; a scenario is far flatter")
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for k, _ in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in seen:
+                        raise ScenarioError(f"{path}: line {k.start_mark.line + 1}: duplicate key {k.value!r} "
+                                            f"(first on line {seen[k.value]}); keep one")
+                    seen[k.value] = k.start_mark.line + 1
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
+
+
 def _read_yaml(path: Path) -> Any:
-    if not path.is_file():
-        raise ScenarioError(f"{path}: file not found")
+    """The data of one YAML file, read with ``yaml.safe_load`` after the checks above."""
+    raw = read_bytes(path, max_bytes=MAX_YAML_BYTES)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    if _bracket_depth(text) > MAX_YAML_DEPTH:
+        raise ScenarioError(f"{path}: nested more than {MAX_YAML_DEPTH} levels deep; a scenario is far flatter")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            _check_nodes(root, path)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(parse)"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ScenarioError(f"{path}: {where}: not valid YAML: {problem}") from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: nested too deep to read; a scenario is far flatter") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise ScenarioError(f"{path}: a value cannot be read: {describe_value(str(exc))}") from None
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -64,6 +138,8 @@ def read_scenario_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     """
     path = Path(path)
     real = path.resolve()
+    if len(_chain) >= MAX_EXTENDS:
+        raise ScenarioError(f"{path}: extends: a chain of more than {MAX_EXTENDS} files; flatten it")
     if real in _chain:
         cycle = " -> ".join(str(p) for p in (*_chain, real))
         raise ScenarioError(f"{path}: extends: cycle: {cycle}")
@@ -77,8 +153,9 @@ def read_scenario_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     if not isinstance(parent, str):
         raise ScenarioError(f"{path}: extends: expected the path of a scenario file, got {describe_value(parent)}")
     base_path = path.parent / parent
-    if not base_path.is_file():
-        raise ScenarioError(f"{path}: extends: file not found: {base_path}")
+    problem = file_problem(base_path)
+    if problem is not None:
+        raise ScenarioError(f"{path}: extends: {problem}: {base_path}")
     base = read_scenario_data(base_path, (*_chain, real))
     base = _fix_relative_paths(base, base_path, path.parent)
     return deep_merge(base, data)

@@ -30,10 +30,15 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from .names import BACKEND_NAMES, BOID_FORMULATIONS, BOUNDARY_NAMES, DTYPE_NAMES, MEANSHIFT_KERNEL_NAMES
+from .names import (BACKEND_NAMES, BOID_FORMULATIONS, BOUNDARY_NAMES, DTYPE_NAMES, MAX_ABS_VALUE, MAX_COUNT, MAX_FPS,
+                    MAX_PIXELS, MAX_SEED, MAX_TRAIL, MEANSHIFT_KERNEL_NAMES)
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
+# Every number in a scenario is finite and at most MAX_ABS_VALUE in size, so that squared
+# distances and sums stay finite in float32 (3.4e38) and NaN/inf never reach a step.
+Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
+PositiveFloat = Annotated[Number, Field(gt=0)]
+NonNegFloat = Annotated[Number, Field(ge=0)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
 class _Model(BaseModel):
@@ -48,7 +53,7 @@ class WorldSpec(_Model):
 
     dims: Literal[2, 3] = 2
     size: list[PositiveFloat]
-    origin: list[float] | None = None
+    origin: list[Number] | None = None
     boundary: Literal[BOUNDARY_NAMES] = "wrap"
     wall_force: NonNegFloat = 1.0
     wall_margin: NonNegFloat = 0.0
@@ -61,8 +66,8 @@ class UniformInit(_Model):
     """Uniform in the box [low, high) (default: the whole world box)."""
 
     kind: Literal["uniform"]
-    low: list[float] | None = None
-    high: list[float] | None = None
+    low: list[Number] | None = None
+    high: list[Number] | None = None
 
 
 class BlobsInit(_Model):
@@ -70,12 +75,12 @@ class BlobsInit(_Model):
     at least ``min_separation`` apart; ``per_blob`` points each with per-axis ``variance``."""
 
     kind: Literal["blobs"]
-    centers: list[list[float]] | None = None
-    n_blobs: Annotated[int, Field(ge=1)] | None = None
-    per_blob: Annotated[int, Field(ge=1)]
+    centers: list[list[Number]] | None = None
+    n_blobs: Annotated[int, Field(ge=1, le=MAX_COUNT)] | None = None
+    per_blob: Annotated[int, Field(ge=1, le=MAX_COUNT)]
     variance: PositiveFloat = 5.0
-    center_low: list[float] | None = None
-    center_high: list[float] | None = None
+    center_low: list[Number] | None = None
+    center_high: list[Number] | None = None
     min_separation: NonNegFloat = 0.0
 
 
@@ -113,7 +118,7 @@ class AgentsSpec(_Model):
     """How many agents, where they start, how fast they may go; ``name`` names group 0 ("flock")."""
 
     name: str | None = None
-    count: Annotated[int, Field(ge=0)] | None = None
+    count: Count | None = None
     position: PositionInit = Field(default_factory=lambda: UniformInit(kind="uniform"))
     velocity: VelocityInit = Field(default_factory=lambda: ZeroInit(kind="zero"))
     max_speed: PositiveFloat | None = None
@@ -138,7 +143,7 @@ class RuleSpec(_Model):
 
     weight: NonNegFloat = 1.0
     radius: PositiveFloat
-    max_turn: Annotated[float, Field(ge=0, le=180)] | None = None
+    max_turn: Annotated[Number, Field(ge=0, le=180)] | None = None
 
 
 class BoidRules(_Model):
@@ -158,7 +163,7 @@ class BoidRules(_Model):
     cohesion: RuleSpec
     alignment: RuleSpec
     separation: RuleSpec
-    field_of_view: Annotated[float, Field(gt=0, le=360)] = 360.0
+    field_of_view: Annotated[Number, Field(gt=0, le=360)] = 360.0
     wander: NonNegFloat | None = None
     avoidance: AvoidanceSpec | None = None
 
@@ -177,7 +182,7 @@ class MeanShiftRules(_Model):
     radius: PositiveFloat | None = None
     truncate: bool = False
     tol: NonNegFloat = 1e-6
-    max_iter: Annotated[int, Field(ge=1)] = 100
+    max_iter: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 100
 
 
 class CirclesRules(_Model):
@@ -186,7 +191,7 @@ class CirclesRules(_Model):
 
     formulation: Literal["circles"]
     radius: PositiveFloat = 2.0
-    repulse: float = 0.05
+    repulse: Number = 0.05
 
 
 Rules = Annotated[Union[BoidRules, MeanShiftRules, CirclesRules], Field(discriminator="formulation")]
@@ -235,7 +240,7 @@ class SphereObstacle(_Model):
     """A solid circle (2D) or sphere (3D)."""
 
     kind: Literal["circle", "sphere"]
-    center: list[float]
+    center: list[Number]
     radius: PositiveFloat
 
 
@@ -243,16 +248,16 @@ class SegmentObstacle(_Model):
     """A thin 2D wall from ``a`` to ``b`` that agents may not cross."""
 
     kind: Literal["segment"]
-    a: list[float]
-    b: list[float]
+    a: list[Number]
+    b: list[Number]
 
 
 class PlaneObstacle(_Model):
     """A 3D wall: the half-space behind ``normal`` (dot(x - point, normal) < 0) is solid."""
 
     kind: Literal["plane"]
-    point: list[float]
-    normal: list[float]
+    point: list[Number]
+    normal: list[Number]
 
 
 Obstacle = Annotated[Union[SphereObstacle, SegmentObstacle, PlaneObstacle], Field(discriminator="kind")]
@@ -262,10 +267,10 @@ class AttractorSpec(_Model):
     """A point force (``flock.forces.PointForce``): fixed at ``position``, or moving at ``speed``
     along the closed polyline ``path``; ``strength`` < 0 repels; only within ``radius`` if given."""
 
-    position: list[float] | None = None
-    path: list[list[float]] | None = None
+    position: list[Number] | None = None
+    path: list[list[Number]] | None = None
     speed: NonNegFloat = 1.0
-    strength: float
+    strength: Number
     radius: PositiveFloat | None = None
 
 
@@ -273,9 +278,9 @@ class AttractorSpec(_Model):
 
 
 class RunSpec(_Model):
-    steps: Annotated[int, Field(ge=0)] = 1000
+    steps: Count = 1000
     dt: PositiveFloat = 1.0
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] = 0
     device: str = "auto"
     dtype: Literal[DTYPE_NAMES] = "float32"
     backend: Literal[BACKEND_NAMES] = "auto"
@@ -285,18 +290,18 @@ class MetricsSpec(_Model):
     """Metrics are recorded every ``every`` steps; the nearest-neighbor distance is estimated
     from at most ``nn_sample`` agents."""
 
-    every: Annotated[int, Field(ge=1)] = 1
-    nn_sample: Annotated[int, Field(ge=1)] = 2000
+    every: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
+    nn_sample: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 2000
 
 
 class RenderSpec(_Model):
     """Hints for the window and headless frames."""
 
-    width: Annotated[int, Field(ge=64)] = 1000
-    height: Annotated[int, Field(ge=64)] = 600
-    fps: Annotated[int, Field(ge=1)] = 60
-    steps_per_frame: Annotated[int, Field(ge=1)] = 1
-    trail: Annotated[int, Field(ge=0)] = 0
+    width: Annotated[int, Field(ge=64, le=MAX_PIXELS)] = 1000
+    height: Annotated[int, Field(ge=64, le=MAX_PIXELS)] = 600
+    fps: Annotated[int, Field(ge=1, le=MAX_FPS)] = 60
+    steps_per_frame: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
+    trail: Annotated[int, Field(ge=0, le=MAX_TRAIL)] = 0
     color_by: Literal["group", "speed", "heading", "mode"] = "group"
     agent_size: PositiveFloat = 6.0
 
@@ -342,7 +347,7 @@ class Scenario(_Model):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-__all__ = ["AgentsSpec", "AttractorSpec", "AvoidanceSpec", "BlobsInit", "BoidRules", "ChaseSpec",
+__all__ = ["AgentsSpec", "Count", "Number", "AttractorSpec", "AvoidanceSpec", "BlobsInit", "BoidRules", "ChaseSpec",
            "CirclesRules", "FileInit", "FleeSpec", "InteractionsSpec",
            "MeanShiftRules", "MetricsSpec", "NonNegFloat", "NormalInit", "Obstacle", "PlaneObstacle", "PositionInit",
            "PositiveFloat", "RandomDirectionInit", "RenderSpec", "RuleSpec", "Rules", "RunSpec", "Scenario",
