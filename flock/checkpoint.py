@@ -38,6 +38,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .checkpoint_checks import check_checksums, check_generator_state, check_meta, check_tensors, clean_stale
 from .errors import ScenarioError
 from .forces import PointForce
 from .metrics import MetricsLog
@@ -137,6 +138,7 @@ def save_checkpoint(sim, directory: str | Path, *, keep: int | None = None) -> P
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    clean_stale(directory)
     step = int(sim.step_count)
     final = directory / f"ckpt_{step:08d}"
     tmp = directory / f".ckpt_{step:08d}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -179,8 +181,8 @@ def save_checkpoint(sim, directory: str | Path, *, keep: int | None = None) -> P
     try:
         save_file(tensors, str(tmp / STATE_FILE), metadata={"format": FORMAT, "step": str(step)})
         _fsync_file(tmp / STATE_FILE)
-        meta["sha256"] = {STATE_FILE: _sha256(tmp / STATE_FILE)}
         _write_text(tmp / SCENARIO_FILE, sc.to_yaml())
+        meta["sha256"] = {name: _sha256(tmp / name) for name in (STATE_FILE, SCENARIO_FILE)}
         _write_text(tmp / META_FILE, json.dumps(meta, indent=2) + "\n")
         _fsync_dir(tmp)
         if final.exists():
@@ -290,7 +292,7 @@ def _read_meta(path: Path) -> dict:
                            "metrics_columns", "metrics_rows") if k not in meta]
     if missing:
         raise CheckpointError(f"{file}: missing keys {missing}; the checkpoint is corrupt")
-    return meta
+    return check_meta(file, meta)
 
 
 def _scenario_for_resume(path: Path, meta: dict):
@@ -362,10 +364,7 @@ def load_checkpoint(path: str | Path, device=None):
     state_file = path / STATE_FILE
     if not state_file.is_file():
         raise CheckpointError(f"{state_file}: missing; {path} is not a complete checkpoint")
-    expected = (meta.get("sha256") or {}).get(STATE_FILE)
-    if expected is not None and _sha256(state_file) != expected:
-        raise CheckpointError(f"{state_file}: checksum mismatch (sha256 recorded in {META_FILE}); "
-                              "the file is corrupt or was changed")
+    check_checksums(path, meta, (STATE_FILE,))
     try:
         tensors = load_file(str(state_file), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -374,7 +373,9 @@ def load_checkpoint(path: str | Path, device=None):
     missing = [k for k in needed if k not in tensors]
     if missing:
         raise CheckpointError(f"{state_file}: missing tensors {missing}; the checkpoint is corrupt")
+    check_tensors(state_file, tensors, meta)
     sc, restore_files = _scenario_for_resume(path, meta)
+    check_checksums(path, meta)  # the rest (scenario.yaml) once it is known to read
     sim = Simulation(sc, device=meta["device"] if device is None else device, dtype=meta["dtype"],
                      backend=meta["backend_requested"], seed=meta["seed"], record_metrics=False)
     restore_files()
@@ -388,7 +389,7 @@ def load_checkpoint(path: str | Path, device=None):
     sim.point_forces = [PointForce(center=tuple(f["center"]), strength=float(f["strength"]),
                                    radius=_float_in(f["radius"])) for f in meta.get("point_forces", [])]
     if torch.device(meta.get("generator_device", meta["device"])).type == sim.generator.device.type:
-        sim.generator.set_state(tensors["generator"])
+        check_generator_state(state_file, sim.generator, tensors["generator"])
     sim.metrics = _metrics_log(tensors, meta["metrics_columns"], int(meta["metrics_rows"]))
     sim.record_metrics = bool(meta.get("record_metrics", True))
     return sim
