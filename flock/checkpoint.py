@@ -24,7 +24,6 @@ needed to resume: the state comes from the checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .checkpoint_checks import check_checksums, check_generator_state, check_meta, check_tensors, clean_stale
+from .checkpoint_checks import sha256_file as _sha256
 from .errors import ScenarioError
 from .forces import PointForce
 from .metrics import MetricsLog
@@ -63,14 +63,6 @@ def _float_out(x: float):
     """JSON has no NaN or inf: those are written as the strings "nan", "inf", "-inf"."""
     x = float(x)
     return x if math.isfinite(x) else str(x)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:

@@ -81,7 +81,8 @@ def check_meta(file: Path, meta: dict) -> dict:
     return meta
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -99,7 +100,7 @@ def check_checksums(path: Path, meta: dict, names: tuple[str, ...] | None = None
             raise _error_class()(f"{path / 'meta.json'}: sha256: names {name!r}, not a file of a checkpoint")
         if not file.is_file():
             raise _error_class()(f"{file}: missing; {path} is not a complete checkpoint")
-        if _sha256(file) != expected:
+        if sha256_file(file) != expected:
             raise _error_class()(f"{file}: checksum mismatch (sha256 recorded in meta.json); "
                                  "the file is corrupt or was changed")
 
@@ -178,4 +179,4 @@ def _pid_alive(pid: int) -> bool:
 
 
 __all__ = ["CheckpointMeta", "check_checksums", "check_generator_state", "check_meta", "check_tensors",
-           "clean_stale"]
+           "clean_stale", "sha256_file"]
