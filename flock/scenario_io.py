@@ -99,6 +99,8 @@ def _read_yaml(path: Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "(parse)"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ScenarioError(f"{path}: {where}: not valid YAML: {problem}") from None
+    except ScenarioError:
+        raise
     except RecursionError:
         raise ScenarioError(f"{path}: nested too deep to read; a scenario is far flatter") from None
     except ValueError as exc:  # e.g. an integer of more than 4,300 digits
@@ -137,6 +139,9 @@ def read_scenario_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
         ScenarioError: missing file, bad YAML, a non-mapping, or an ``extends`` cycle.
     """
     path = Path(path)
+    problem = file_problem(path, max_bytes=MAX_YAML_BYTES)
+    if problem is not None:  # before resolve(), which raises on a symlink loop
+        raise ScenarioError(f"{path}: {problem}")
     real = path.resolve()
     if len(_chain) >= MAX_EXTENDS:
         raise ScenarioError(f"{path}: extends: a chain of more than {MAX_EXTENDS} files; flatten it")
