@@ -229,7 +229,8 @@ ROWS = _set_rows() + [
     ("cluster-fifo-npy", ["cluster", "{d}/fifo.npy"], ["fifo.npy", "named pipe"]),
     ("cluster-dir", ["cluster", "{d}/adir.gif"], ["adir.gif"]),
     ("cluster-dangling", ["cluster", "{d}/dangling.csv"], ["dangling.csv", "dangling"]),
-    ("replay-dir", ["replay", "{d}/adir", "--info"], ["adir"]),
+    ("replay-dir", ["replay", "{d}/adir", "--info"], ["adir", "is a folder"]),
+    ("replay-fifo", ["replay", "{d}/fifo.gif", "--info"], ["fifo.gif", "named pipe"]),
     ("resume-file", ["run", "--resume", "{d}/afile", "--headless"], ["afile"]),
     # 5. validate checks what run would trip on
     ("duplicate-key", ["validate", "{d}/dup.yaml"], ["dup.yaml", "duplicate key 'run'"]),
