@@ -24,7 +24,6 @@ needed to resume: the state comes from the checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -38,6 +37,8 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .checkpoint_checks import check_checksums, check_generator_state, check_meta, check_tensors, clean_stale
+from .checkpoint_checks import sha256_file as _sha256
 from .errors import ScenarioError
 from .metrics import MetricsLog
 from .scenario import FileInit, validate_scenario
@@ -61,14 +62,6 @@ def _float_out(x: float):
     """JSON has no NaN or inf: those are written as the strings "nan", "inf", "-inf"."""
     x = float(x)
     return x if math.isfinite(x) else str(x)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:
@@ -136,6 +129,7 @@ def save_checkpoint(sim, directory: str | Path, *, keep: int | None = None) -> P
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    clean_stale(directory)
     step = int(sim.step_count)
     final = directory / f"ckpt_{step:08d}"
     tmp = directory / f".ckpt_{step:08d}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
@@ -178,8 +172,8 @@ def save_checkpoint(sim, directory: str | Path, *, keep: int | None = None) -> P
     try:
         save_file(tensors, str(tmp / STATE_FILE), metadata={"format": FORMAT, "step": str(step)})
         _fsync_file(tmp / STATE_FILE)
-        meta["sha256"] = {STATE_FILE: _sha256(tmp / STATE_FILE)}
         _write_text(tmp / SCENARIO_FILE, sc.to_yaml())
+        meta["sha256"] = {name: _sha256(tmp / name) for name in (STATE_FILE, SCENARIO_FILE)}
         _write_text(tmp / META_FILE, json.dumps(meta, indent=2) + "\n")
         _fsync_dir(tmp)
         if final.exists():
@@ -289,7 +283,7 @@ def _read_meta(path: Path) -> dict:
                            "metrics_columns", "metrics_rows") if k not in meta]
     if missing:
         raise CheckpointError(f"{file}: missing keys {missing}; the checkpoint is corrupt")
-    return meta
+    return check_meta(file, meta)
 
 
 def _scenario_for_resume(path: Path, meta: dict):
@@ -361,10 +355,7 @@ def load_checkpoint(path: str | Path, device=None):
     state_file = path / STATE_FILE
     if not state_file.is_file():
         raise CheckpointError(f"{state_file}: missing; {path} is not a complete checkpoint")
-    expected = (meta.get("sha256") or {}).get(STATE_FILE)
-    if expected is not None and _sha256(state_file) != expected:
-        raise CheckpointError(f"{state_file}: checksum mismatch (sha256 recorded in {META_FILE}); "
-                              "the file is corrupt or was changed")
+    check_checksums(path, meta, (STATE_FILE,))
     try:
         tensors = load_file(str(state_file), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
@@ -373,7 +364,9 @@ def load_checkpoint(path: str | Path, device=None):
     missing = [k for k in needed if k not in tensors]
     if missing:
         raise CheckpointError(f"{state_file}: missing tensors {missing}; the checkpoint is corrupt")
+    check_tensors(state_file, tensors, meta)
     sc, restore_files = _scenario_for_resume(path, meta)
+    check_checksums(path, meta)  # the rest (scenario.yaml) once it is known to read
     try:
         state = FlockState(pos=tensors["pos"], vel=tensors["vel"], group=tensors["group"])
         sim = Simulation(sc, device=meta["device"] if device is None else device, dtype=meta["dtype"],
@@ -392,6 +385,7 @@ def load_checkpoint(path: str | Path, device=None):
         "metrics": _metrics_log(tensors, meta["metrics_columns"], int(meta["metrics_rows"])),
     }
     if torch.device(meta.get("generator_device", meta["device"])).type == sim.generator.device.type:
+        check_generator_state(state_file, sim.generator, tensors["generator"])
         restored["generator"] = tensors["generator"]
     sim.load_state_dict(restored)
     sim.record_metrics = bool(meta.get("record_metrics", True))

@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ScenarioError
-from .run_output import MetricsCsvWriter, run_summary, save_final_state
+from .names import BACKEND_NAMES
+from .cli_checks import check_replay_flags, check_resume_steps, check_run_flags, check_run_out
+from .resources import check_run_memory
+from .run_output import MetricsCsvWriter, finish_outputs, run_summary, save_final_state
 
 
 def _open_window_runner(args):
@@ -66,6 +69,7 @@ def cmd_run(args) -> int:
     from .recording import step_with_hooks
     from .scenario import load_scenario
 
+    check_run_flags(args)
     if args.ensemble is not None:
         return cmd_run_ensemble(args)
     from .simulation import Simulation
@@ -75,17 +79,6 @@ def cmd_run(args) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 2
-    if args.every < 1:
-        print(f"--every: expected an integer >= 1, got {args.every}", file=sys.stderr)
-        return 2
-    if args.size is not None:
-        try:
-            from render.export import parse_size  # noqa: PLC0415
-
-            args.size = parse_size(args.size)
-        except ValueError as exc:
-            print(exc, file=sys.stderr)
-            return 2
     if args.video:
         from render.export import video_support  # noqa: PLC0415
 
@@ -97,9 +90,11 @@ def cmd_run(args) -> int:
         if args.resume is not None:
             sim = load_checkpoint(args.resume, device=args.device)
         else:
-            source = load_scenario(args.scenario, overrides=args.set) if args.set else args.scenario
-            sim = Simulation.from_scenario(source, device=args.device, dtype=args.dtype,
+            scenario = load_scenario(args.scenario, overrides=args.set or None)
+            check_run_memory(scenario, args.backend, args.device, origin=str(args.scenario))
+            sim = Simulation.from_scenario(scenario, device=args.device, dtype=args.dtype,
                                            backend=args.backend, seed=args.seed)
+        check_resume_steps(args, sim.step_count)
     except (ScenarioError, CheckpointError) as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -108,6 +103,7 @@ def cmd_run(args) -> int:
     steps = max(0, steps - sim.step_count)
     name = sim.scenario.name or (Path(args.scenario).stem if args.scenario else "resumed")
     out = Path(args.out) if args.out else Path("runs") / name
+    check_run_out(out)
     if (args.record or args.checkpoint) and not args.headless:
         # the window runner steps the simulation itself and does not call these hooks (yet)
         print("--record/--checkpoint: running headless", file=sys.stderr)
@@ -146,7 +142,8 @@ def cmd_run(args) -> int:
         checkpoints = CheckpointEvery(every, args.checkpoint, keep=args.checkpoint_keep)
         hooks.append(checkpoints)
     frames = None
-    interrupted = False
+    written: list[str] = []
+    interrupted, step_error = False, None
     start = time.perf_counter()
     try:
         frames = _frame_writer(sim, args)
@@ -169,16 +166,23 @@ def cmd_run(args) -> int:
                     break
     except KeyboardInterrupt:
         interrupted = True
+    except ScenarioError as exc:  # a problem found while stepping: keep what the run made so far
+        step_error = exc
     finally:
         seconds = time.perf_counter() - start
-        writer.close()
-        save_final_state(sim, out / "final_state.npz")
-        written = frames.close() if frames is not None else []
-        if recorder is not None:
-            recorder.record(sim, force=True)
-            recorder.close()
-        if checkpoints is not None and not interrupted:  # Ctrl-C may land inside a step
-            checkpoints(sim, force=True)
+        # every output is written as far as it can be, each failure reported on its own line;
+        # finish_outputs never raises, so nothing is re-raised from this finally
+        failed = finish_outputs([
+            ("metrics.csv", writer.close),
+            ("final_state.npz", lambda: save_final_state(sim, out / "final_state.npz")),
+            ("--frames/--gif/--video", lambda: written.extend(frames.close() if frames is not None else [])),
+            ("--record", lambda: recorder is not None and (recorder.record(sim, force=True), recorder.close())),
+            # Ctrl-C may land inside a step: no checkpoint of a half-made state
+            ("--checkpoint", lambda: checkpoints is not None and not interrupted and checkpoints(sim, force=True)),
+        ])
+    if step_error is not None:
+        print(step_error, file=sys.stderr)
+        return 2
     print(run_summary(sim, seconds, interrupted))
     print(f"wrote {out / 'metrics.csv'} and {out / 'final_state.npz'}")
     for line in written:
@@ -187,7 +191,7 @@ def cmd_run(args) -> int:
         print(f"recorded {recorder.n_frames} frames to {recorder.path}")
     if checkpoints is not None and checkpoints.last is not None:
         print(f"checkpoints in {checkpoints.directory} (last: {checkpoints.last.name})")
-    return 130 if interrupted else 0
+    return 130 if interrupted else (1 if failed else 0)
 
 
 def cmd_run_ensemble(args) -> int:
@@ -205,6 +209,7 @@ def cmd_run_ensemble(args) -> int:
         return 2
     try:
         scenario = load_scenario(args.scenario, overrides=args.set or None)
+        check_run_memory(scenario, args.backend, args.device, origin=str(args.scenario), members=args.ensemble)
         seeds = None
         if args.seed is not None:
             seeds = list(range(args.seed, args.seed + args.ensemble))
@@ -215,6 +220,7 @@ def cmd_run_ensemble(args) -> int:
         return 2
     steps = args.steps if args.steps is not None else scenario.run.steps
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name or Path(args.scenario).stem}_ensemble"
+    check_run_out(out)
     out.mkdir(parents=True, exist_ok=True)
     interrupted = False
     start = time.perf_counter()
@@ -223,7 +229,22 @@ def cmd_run_ensemble(args) -> int:
     except KeyboardInterrupt:
         interrupted = True
     seconds = time.perf_counter() - start
-    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as fh:
+    failed = finish_outputs([("metrics.csv", lambda: _write_ensemble_metrics(ens, out / "metrics.csv")),
+                             ("final_state.npz", lambda: np.savez(out / "final_state.npz", pos=ens.pos.cpu().numpy(),
+                                                                  vel=ens.vel.cpu().numpy(),
+                                                                  seeds=np.asarray(ens.seeds)))])
+    n = ens.pos.shape[1]
+    rate = ens.n_members * n * ens.step_count / seconds if seconds > 0 else math.inf
+    head = "interrupted" if interrupted else "done"
+    print(f"{scenario.name or 'scenario'}: ensemble of {ens.n_members} x {n} agents {head} after {ens.step_count} "
+          f"steps in {seconds:.2f} s ({rate:,.0f} agent-steps/s) on {ens.device}, backend {ens.backend}")
+    print(f"wrote {out / 'metrics.csv'} and {out / 'final_state.npz'}")
+    return 130 if interrupted else (1 if failed else 0)
+
+
+def _write_ensemble_metrics(ens, path: Path) -> None:
+    """Every member's metrics rows in one CSV with ``member`` and ``seed`` columns."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = None
         for e in range(ens.n_members):
             for row in ens.member_metrics(e).rows:
@@ -232,15 +253,6 @@ def cmd_run_ensemble(args) -> int:
                     writer = csv.DictWriter(fh, fieldnames=list(row))
                     writer.writeheader()
                 writer.writerow(row)
-    pos = ens.pos.cpu().numpy()
-    np.savez(out / "final_state.npz", pos=pos, vel=ens.vel.cpu().numpy(), seeds=np.asarray(ens.seeds))
-    n = pos.shape[1]
-    rate = ens.n_members * n * ens.step_count / seconds if seconds > 0 else math.inf
-    head = "interrupted" if interrupted else "done"
-    print(f"{scenario.name or 'scenario'}: ensemble of {ens.n_members} x {n} agents {head} after {ens.step_count} "
-          f"steps in {seconds:.2f} s ({rate:,.0f} agent-steps/s) on {ens.device}, backend {ens.backend}")
-    print(f"wrote {out / 'metrics.csv'} and {out / 'final_state.npz'}")
-    return 130 if interrupted else 0
 
 
 def cmd_validate(args) -> int:
@@ -249,7 +261,9 @@ def cmd_validate(args) -> int:
     bad = 0
     for path in args.scenarios:
         try:
-            load_scenario(path, overrides=args.set or None)
+            # what run would refuse, validate refuses: the memory the run needs on its device
+            sc = load_scenario(path, overrides=args.set or None)
+            check_run_memory(sc, origin=str(path))
         except ScenarioError as exc:
             bad += 1
             print(exc, file=sys.stderr)
@@ -272,6 +286,7 @@ def cmd_replay(args) -> int:
           f"{rec.dim}D, groups {', '.join(rec.group_names)}; metrics: {', '.join(columns) or 'none'}")
     if args.info:
         return 0
+    check_replay_flags(args)
     try:
         from render.replay import run_replay  # noqa: PLC0415  (optional front end)
     except ImportError as exc:
@@ -297,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="auto | cpu | cuda (default: the scenario's)")
     run.add_argument("--dtype", default=None, choices=["float32", "float64"])
     run.add_argument("--seed", type=int, default=None)
-    run.add_argument("--backend", default=None, choices=["auto", "dense", "grid", "fused", "triton"])
+    run.add_argument("--backend", default=None, choices=BACKEND_NAMES)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a scenario value (repeatable), validated like the file")
@@ -355,7 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ScenarioError as exc:  # a flag, file or value found wrong on the way: one message, no traceback
+        print(exc, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -25,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ScenarioError
+from .input_files import MAX_ARRAY_BYTES, file_problem
 from .meanshift import BACKENDS, KERNELS, MODES, MeanShift
+from .names import MAX_ABS_VALUE
+from .output_paths import LABEL_SUFFIXES, PLOT_SUFFIXES, check_output_file
+from .resources import check_device
 
 
 class DataError(ValueError):
@@ -114,10 +119,11 @@ def read_points(path: str | Path) -> tuple[np.ndarray, bool]:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".npy"):
         raise DataError(f"{path}: unsupported file type {path.suffix or '(none)'!r}; expected .csv or .npy")
-    if not path.exists():
+    problem = file_problem(path, max_bytes=MAX_ARRAY_BYTES)
+    if problem == "file not found":
         raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a .csv or .npy file")
+    if problem is not None:  # a folder, FIFO (which would block), device, bad link, unreadable, too big
+        raise DataError(f"{path}: {problem}")
     try:
         if suffix == ".npy":
             return read_npy_points(path), False
@@ -130,9 +136,20 @@ def _bandwidth(text: str) -> float | None:
     if text.strip().lower() == "auto":
         return None
     v = _number(text)
-    if v is None or not math.isfinite(v) or v <= 0:
-        raise DataError(f"--bandwidth: expected a number > 0 or 'auto', got {text!r}")
+    if v is None or not math.isfinite(v) or v <= 0 or v > MAX_ABS_VALUE:
+        limit = f" (at most {MAX_ABS_VALUE:g})" if v is not None and v > MAX_ABS_VALUE else ""
+        raise DataError(f"--bandwidth: expected a number > 0 or 'auto', got {text!r}{limit}")
     return v
+
+
+def _check_flags(args) -> None:
+    """The device and the output files, before any work (MeanShift checks its own parameters)."""
+    if args.device is not None:
+        args.device = check_device(args.device)
+    if args.out:
+        check_output_file(args.out, "--out", LABEL_SUFFIXES)
+    if args.plot:
+        check_output_file(args.plot, "--plot", PLOT_SUFFIXES)
 
 
 def write_labels(path: Path, labels: np.ndarray, header: bool) -> None:
@@ -214,9 +231,10 @@ def run_cluster(args) -> int:
         except ImportError:
             return fail("--plot needs matplotlib, which is not installed: pip install matplotlib")
     try:
+        _check_flags(args)
         bandwidth = _bandwidth(str(args.bandwidth))
         X, header = read_points(args.data)
-    except DataError as exc:
+    except (DataError, ScenarioError) as exc:
         return fail(str(exc))
     model = MeanShift(bandwidth=bandwidth, kernel=args.kernel, mode=args.mode, backend=args.backend,
                       device=args.device, bin_seeding=args.bin_seeding, min_bin_freq=args.min_bin_freq,
@@ -249,8 +267,8 @@ def run_cluster(args) -> int:
                     f"bandwidth {model.bandwidth_:.3g})"
             plot_clusters(Path(args.plot), X, labels, np.asarray(model.cluster_centers_), title)
             print(f"wrote {args.plot}")
-    except OSError as exc:
-        return fail(f"cannot write output: {exc}")
+    except Exception as exc:  # noqa: BLE001  (matplotlib and the OS raise many kinds; the labels are reported)
+        return fail(f"cannot write output: {type(exc).__name__}: {str(exc)[:300]}")
     return 0
 
 

@@ -7,41 +7,12 @@ every device.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 
 from .errors import ScenarioError
+from .input_files import read_array
 from .scenario import BlobsInit, FileInit, NormalInit, RandomDirectionInit, Scenario, UniformInit, ZeroInit
 from .state import FlockState
-
-
-def read_array(path: Path, *, where: str) -> np.ndarray:
-    """A 2-D float64 array from a ``.npy`` or ``.csv`` file (a non-numeric first CSV row is a header).
-
-    ``where`` names the scenario key for error messages.
-    """
-    try:
-        if path.suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        else:
-            with open(path, encoding="utf-8") as fh:
-                first = fh.readline()
-            try:
-                [float(x) for x in first.strip().split(",")]
-                skip = 0
-            except ValueError:
-                skip = 1
-            arr = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise ScenarioError(f"{path}: {where}: cannot read numbers from the file ({exc})") from None
-    arr = np.asarray(arr, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ScenarioError(f"{path}: {where}: expected a 2-D array [N, D], got shape {list(arr.shape)}")
-    if not np.isfinite(arr).all():
-        raise ScenarioError(f"{path}: {where}: the file holds NaN or inf values")
-    return arr
 
 
 def _blob_centers(init: BlobsInit, dim: int, gen: torch.Generator, where: str) -> torch.Tensor:

@@ -46,6 +46,7 @@ import h5py
 import numpy as np
 
 from .errors import ScenarioError
+from .input_files import file_problem
 
 H5MD_VERSION = (1, 1)
 CHUNK_BYTES = 1 << 20  # target size of one frame chunk of a value dataset
@@ -540,8 +541,11 @@ class Recording:
 
 
 def _open_for_reading(path: Path) -> h5py.File:
-    if not path.is_file():
+    problem = file_problem(path)
+    if problem == "file not found":
         raise ScenarioError(f"{path}: recording not found")
+    if problem is not None:  # a FIFO would block h5py, a folder or device is no recording
+        raise ScenarioError(f"{path}: {problem}")
     try:
         return h5py.File(path, "r")
     except OSError as first:

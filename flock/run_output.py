@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -40,6 +42,24 @@ def save_final_state(sim, path: Path) -> None:
              step=np.int64(sim.step_count))
 
 
+def finish_outputs(steps: list[tuple[str, Callable[[], object]]]) -> list[str]:
+    """Run each ``(name, write)`` step of a run's closing writes, every one even when an
+    earlier one fails; each failure is printed to stderr as ``cannot write <name>: <why>``.
+
+    Returns the failures' lines (empty when everything was written). Never raises: it runs
+    inside the run's ``finally``, where a raise would hide the run's own outcome.
+    """
+    failures = []
+    for name, write in steps:
+        try:
+            write()
+        except Exception as exc:  # noqa: BLE001  (any writer's error; reported, not re-raised)
+            line = f"cannot write {name}: {type(exc).__name__}: {str(exc)[:300]}"
+            failures.append(line)
+            print(line, file=sys.stderr)
+    return failures
+
+
 def run_summary(sim, seconds: float, interrupted: bool) -> str:
     """The closing line of a run: steps, agents, agent-steps/s, device, backend, last metrics."""
     n = sim.state.n_agents
@@ -58,4 +78,4 @@ def run_summary(sim, seconds: float, interrupted: bool) -> str:
     return text
 
 
-__all__ = ["MetricsCsvWriter", "run_summary", "save_final_state"]
+__all__ = ["MetricsCsvWriter", "finish_outputs", "run_summary", "save_final_state"]

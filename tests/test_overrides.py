@@ -96,3 +96,19 @@ def test_errors_in_an_extended_scenario_name_the_key(tmp_path):
     _write(tmp_path / "child.yaml", {"extends": "base.yaml", "rules": {"cohesion": {"radius": -1}}})
     with pytest.raises(ScenarioError, match="child.yaml: rules.cohesion.radius: expected a number > 0, got -1"):
         load_scenario(tmp_path / "child.yaml")
+
+
+def test_set_path_returns_new_data_and_leaves_the_input_alone():
+    from flock.scenario import set_path
+
+    data = {"a": {"b": [{"c": 1}, {"c": 2}]}, "n": None}
+    new = set_path(data, "a.b.1.c", 5)
+    assert new == {"a": {"b": [{"c": 1}, {"c": 5}]}, "n": None}
+    assert data == {"a": {"b": [{"c": 1}, {"c": 2}]}, "n": None}
+    assert set_path(data, "n.x", 3)["n"] == {"x": 3}
+    assert set_path(data, ["a", "new"], [1])["a"]["new"] == [1]
+    for bad, message in [("a.b.2.c", "a.b.2: expected an index below 2"), ("a.b.x", "a.b.x: expected an index"),
+                         ("a..c", "expected a dotted key path"), ("a.b.0.c.d", "a.b.0.c: is a value")]:
+        with pytest.raises(ScenarioError, match=None) as info:
+            set_path(data, bad, 0, origin="ensemble params")
+        assert str(info.value).startswith("ensemble params: ") and message in str(info.value)

@@ -16,9 +16,8 @@ import math
 import torch
 
 from ..kernels import Kernel, max_support
+from ..names import BACKEND_NAMES as BACKENDS
 from .dense import DEFAULT_MEMORY_BUDGET, dense_chunk_rows, reduce_dense
-
-BACKENDS = ("auto", "dense", "grid", "fused", "triton")
 
 # Below this N the dense kernel's few big tensor operations beat the grid's build and
 # gathers on a CPU. Measured with `flocksim bench --agents 1000,2000,5000 --backend grid`
