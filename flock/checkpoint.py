@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 
 from .checkpoint_checks import check_checksums, check_generator_state, check_meta, check_tensors, clean_stale
 from .checkpoint_checks import sha256_file as _sha256
-from .errors import ScenarioError
+from .errors import CheckpointError, ScenarioError
 from .metrics import MetricsLog
 from .scenario import FileInit, validate_scenario
 from .state import FlockState
@@ -49,10 +49,6 @@ FORMAT_VERSION = 1
 STATE_FILE, META_FILE, SCENARIO_FILE = "state.safetensors", "meta.json", "scenario.yaml"
 FILES = (STATE_FILE, META_FILE, SCENARIO_FILE)
 _NAME = re.compile(r"ckpt_(\d{8,})")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, incomplete or corrupt; the message names the file and the problem."""
 
 
 # ---------------------------------------------------------------- helpers

@@ -20,13 +20,12 @@ from typing import Annotated, Literal, Union
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .errors import CheckpointError
 from .names import BACKEND_NAMES, DTYPE_NAMES, MAX_ABS_VALUE, MAX_COUNT, MAX_SEED
 from .scenario_errors import describe_value
 
 
 def _error_class():
-    from .checkpoint import CheckpointError  # noqa: PLC0415  (checkpoint imports this module)
-
     return CheckpointError
 
 

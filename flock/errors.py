@@ -15,3 +15,7 @@ class ScenarioError(ValueError):
     def __init__(self, message: str, *, problems: list[str] | None = None):
         super().__init__(message)
         self.problems = problems if problems is not None else [message]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or corrupt; the message names the file and the problem."""

@@ -131,9 +131,26 @@ def _boid_weights(rules) -> dict[str, float]:
 
 
 class BoidRule(Rule):
-    """Shared by the boid formulations: channels from ``rules`` with the field of view."""
+    """Shared by the boid formulations: channels from ``rules`` with the field of view.
+
+    Class attributes:
+        needs_speed: the rule reads ``agents.max_speed`` (validation requires it).
+        groups: the rule runs in several groups (species, flee, chase) through ``steer``.
+    """
 
     is_boid = True
+    needs_speed: ClassVar[bool] = True
+    groups: ClassVar[bool] = False
+
+    @classmethod
+    def check(cls, scenario):
+        rules, problems = scenario.rules, []
+        if cls.needs_speed and scenario.agents.max_speed is None:
+            problems.append(("agents.max_speed", f"required key is missing (the {cls.name} rules need a speed)"))
+        if cls.constant_speed and rules.alignment.radius != rules.cohesion.radius:
+            problems.append(("rules.alignment.radius", f"{cls.name} has one vision radius: expected "
+                             f"{rules.cohesion.radius} (rules.cohesion.radius), got {rules.alignment.radius}"))
+        return problems
 
     @staticmethod
     def channels(rules) -> list[Kernel]:
@@ -161,6 +178,8 @@ class SeedRule(BoidRule):
 
     name = "seed"
     update_kind = "accel"
+    needs_speed = False
+    groups = True
 
     @staticmethod
     def channels(rules):
@@ -178,6 +197,7 @@ class ReynoldsRule(BoidRule):
 
     name = "reynolds"
     update_kind = "accel"
+    groups = True
 
     @staticmethod
     def channels(rules):
@@ -216,6 +236,21 @@ class NetLogoRule(BoidRule):
     update_kind = "vel"
     constant_speed = True
 
+    @classmethod
+    def check(cls, scenario):
+        problems = super().check(scenario)
+        rules = scenario.rules
+        if rules.field_of_view != 360:
+            problems.append(("rules.field_of_view", "NetLogo's Flocking turtles see all around: expected "
+                             f"360 with the netlogo formulation, got {rules.field_of_view:g}"))
+        if scenario.world.dims != 2:
+            problems.append(("world.dims", "the netlogo formulation is 2D: expected 2, got 3"))
+        for rule in ("cohesion", "alignment", "separation"):
+            if getattr(rules, rule).max_turn is None:
+                problems.append((f"rules.{rule}.max_turn", "required key is missing (netlogo turns by at most "
+                                 "max_turn degrees per rule)"))
+        return problems
+
     @staticmethod
     def channels(rules):
         view = rules.cohesion.radius
@@ -245,6 +280,10 @@ class GroupsRule(Rule):
     name = "groups"
     update_kind = "accel"
     is_boid = True
+
+    @classmethod
+    def check(cls, scenario):
+        return RULES[scenario.rules.formulation].check(scenario)
 
     def kernels(self, params):
         from .species import group_kernels
@@ -302,6 +341,17 @@ class MeanShiftRule(Rule):
     refuses_terms = True
     converges = True
     sums_velocities = False
+
+    @classmethod
+    def check(cls, scenario):
+        rules, problems = scenario.rules, []
+        if rules.kernel != "gaussian" and rules.radius is not None and rules.radius != rules.bandwidth:
+            problems.append(("rules.radius", f"the {rules.kernel} kernel's support is the bandwidth; "
+                                             f"leave radius out or equal to {rules.bandwidth}, got {rules.radius}"))
+        if scenario.world.boundary == "soft":
+            problems.append(("world.boundary", "mean shift has no walls to push points back: expected open, wrap or "
+                                               "reflect, got 'soft'"))
+        return problems
 
     def kernels(self, params):
         return meanshift_kernels(params.scenario.rules)

@@ -11,7 +11,7 @@ import torch
 
 from .errors import ScenarioError
 from .input_files import read_array
-from .scenario import BlobsInit, FileInit, NormalInit, RandomDirectionInit, Scenario, UniformInit, ZeroInit
+from .scenario_schema import BlobsInit, FileInit, NormalInit, RandomDirectionInit, Scenario, UniformInit, ZeroInit
 from .state import FlockState
 
 

@@ -18,7 +18,7 @@ import torch
 
 from .forces import PointForce
 from .rules import reynolds_steer
-from .scenario import Scenario, SegmentObstacle, SphereObstacle
+from .scenario_schema import Scenario, SegmentObstacle, SphereObstacle
 from .vectors import unit
 from .world import constant, minimum_image
 

@@ -9,6 +9,7 @@ import os
 
 import torch
 
+from .formulations import rule_class
 from .errors import ScenarioError
 from .neighbors.dense import DEFAULT_MEMORY_BUDGET
 
@@ -67,7 +68,7 @@ def estimate_run_memory(scenario, backend: str | None = None, device: str | torc
     n = count_agents(scenario)
     dim = scenario.world.dims
     item = _ITEMSIZE[scenario.run.dtype]
-    kernels = 1 if scenario.is_meanshift else 3 + 2 * len(scenario.species or [])
+    kernels = 1 if rule_class(scenario).converges else 3 + 2 * len(scenario.species or [])
     per_agent = item * (2 * dim + kernels * (2 * dim + 1) + 8 * dim) + 8 + 8 * 2 * dim
     if (backend or scenario.run.backend) in ("grid", "triton", "auto"):
         per_agent += 8 * 4

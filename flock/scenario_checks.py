@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .input_files import ArrayProblem, load_array
-from .names import CONSTANT_SPEED_FORMULATIONS, DEVICE_NAMES, GROUP_FORMULATIONS
+from .formulations import RULES, rule_class
+from .names import DEVICE_NAMES
 from .scenario_errors import describe_value, pydantic_message, raise_problems
 from .scenario_schema import (AgentsSpec, BlobsInit, BoidRules, FileInit, InteractionsSpec, MeanShiftRules, Scenario,
                               SegmentObstacle, SphereObstacle, UniformInit)
@@ -97,16 +98,19 @@ def _check_world_features(sc: Scenario) -> list[tuple[str, str]]:
         extended.append("rules.wander/avoidance")
     if not extended:
         return problems
-    if not isinstance(sc.rules, BoidRules):
-        problems.append((extended[0], f"needs boid rules (seed, reynolds, mesa, netlogo), got the "
-                                      f"{sc.rules.formulation} formulation"))
-        return problems
     form = sc.rules.formulation
+    top = RULES[form]
+    if top.refuses_terms and (sc.obstacles is not None or sc.attractors is not None):
+        key = "obstacles" if sc.obstacles is not None else "attractors"
+        problems.append((key, f"the {form} formulation takes no extra forces (obstacles, attractors, walls); "
+                              "remove this key"))
     names = [sc.agents.name or "flock"] + [sp.name for sp in sc.species or []]
     if sc.species is not None or sc.interactions is not None:
-        if form not in GROUP_FORMULATIONS:
+        if not getattr(top, "groups", False):
+            groups = ", ".join(name for name, rule in RULES.items() if getattr(rule, "groups", False))
             problems.append(("species" if sc.species is not None else "interactions",
-                             f"groups run with the seed and reynolds formulations, got {form}"))
+                             f"groups run with the {groups} formulations, got {form}"))
+            return problems
         for k, name in enumerate(names):
             if name in names[:k]:
                 problems.append((f"species[{k - 1}].name", f"expected a name not used yet ({names[:k]}), got {name!r}"))
@@ -118,8 +122,8 @@ def _check_world_features(sc: Scenario) -> list[tuple[str, str]]:
                     problems.append((f"species[{k}].rules.formulation",
                                      f"expected {form!r} (the top-level formulation), got {sp.rules.formulation!r}"))
             speed = sp.max_speed if sp.max_speed is not None else sc.agents.max_speed
-            if form == "reynolds" and speed is None:
-                problems.append((f"species[{k}].max_speed", "required key is missing (the reynolds rules need a speed)"))
+            if getattr(top, "needs_speed", False) and speed is None:
+                problems.append((f"species[{k}].max_speed", f"required key is missing (the {form} rules need a speed)"))
         inter = sc.interactions or InteractionsSpec()
         for kind, items in (("flee", inter.flee), ("chase", inter.chase)):
             for k, item in enumerate(items):
@@ -179,27 +183,8 @@ def check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
     _check_agents(problems, sc, sc.agents, "agents", base_dir)
     for k, sp in enumerate(sc.species or []):
         _check_agents(problems, sc, sp, f"species[{k}]", base_dir)
-    if isinstance(sc.rules, BoidRules):
-        form = sc.rules.formulation
-        if form in ("reynolds", "mesa", "netlogo") and sc.agents.max_speed is None:
-            problems.append(("agents.max_speed", f"required key is missing (the {form} rules need a speed)"))
-        if form in CONSTANT_SPEED_FORMULATIONS and sc.rules.alignment.radius != sc.rules.cohesion.radius:
-            problems.append(("rules.alignment.radius", f"{form} has one vision radius: expected "
-                             f"{sc.rules.cohesion.radius} (rules.cohesion.radius), got {sc.rules.alignment.radius}"))
-        if form == "netlogo":
-            if sc.rules.field_of_view != 360:
-                problems.append(("rules.field_of_view", "NetLogo's Flocking turtles see all around: expected "
-                                 f"360 with the netlogo formulation, got {sc.rules.field_of_view:g}"))
-            if sc.world.dims != 2:
-                problems.append(("world.dims", "the netlogo formulation is 2D: expected 2, got 3"))
-            for rule in ("cohesion", "alignment", "separation"):
-                if getattr(sc.rules, rule).max_turn is None:
-                    problems.append((f"rules.{rule}.max_turn", "required key is missing (netlogo turns by at most "
-                                     "max_turn degrees per rule)"))
-    elif isinstance(sc.rules, MeanShiftRules):
-        if sc.rules.kernel != "gaussian" and sc.rules.radius is not None and sc.rules.radius != sc.rules.bandwidth:
-            problems.append(("rules.radius", f"the {sc.rules.kernel} kernel's support is the bandwidth; "
-                                             f"leave radius out or equal to {sc.rules.bandwidth}, got {sc.rules.radius}"))
+    # what only the formulation knows: its registry entry checks it
+    problems.extend(rule_class(sc).check(sc))
     problems.extend(_check_world_features(sc))
     if sc.run.device not in DEVICE_NAMES and not sc.run.device.startswith("cuda:"):
         problems.append(("run.device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {describe_value(sc.run.device)}"))

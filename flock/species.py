@@ -27,7 +27,7 @@ import torch
 from .initial import initial_state
 from .kernels import Kernel
 from .rules import reynolds_steer
-from .scenario import BoidRules, Scenario
+from .scenario_schema import BoidRules, Scenario
 from .state import FlockState
 from .world import World, minimum_image
 
