@@ -127,7 +127,7 @@ def test_wander_is_reproducible_and_resumes_bit_identically(tmp_path):
     ({"attractors": [{"strength": 1.0}]}, "exactly one of 'position' or 'path'"),
     ({"rules": {"formulation": "meanshift", "bandwidth": 1.0}, "attractors": [{"position": [0.0, 0.0],
                                                                                 "strength": 1.0}]},
-     "needs boid rules"),
+     r"attractors: the meanshift formulation takes no extra forces"),
 ])
 def test_world_feature_validation_errors(patch, message):
     data = copy.deepcopy(BASE)
