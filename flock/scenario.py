@@ -193,7 +193,9 @@ class CirclesRules(_Model):
     repulse: float = 0.05
 
 
-Rules = Annotated[Union[BoidRules, MeanShiftRules, CirclesRules], Field(discriminator="formulation")]
+from .neural_schema import NeuralRules, check_neural  # noqa: E402  (needs _Model and AvoidanceSpec above)
+
+Rules = Annotated[Union[BoidRules, MeanShiftRules, CirclesRules, NeuralRules], Field(discriminator="formulation")]
 CONSTANT_SPEED_FORMULATIONS = ("mesa", "netlogo")
 
 
@@ -502,13 +504,13 @@ def _check_world_features(sc: Scenario) -> list[tuple[str, str]]:
         extended.append("rules.wander/avoidance")
     if not extended:
         return problems
-    if not isinstance(sc.rules, BoidRules):
+    if not isinstance(sc.rules, (BoidRules, NeuralRules)):  # neural: refused with groups by check_neural
         problems.append((extended[0], f"needs boid rules (seed, reynolds, mesa, netlogo), got the "
                                       f"{sc.rules.formulation} formulation"))
         return problems
     form = sc.rules.formulation
     names = [sc.agents.name or "flock"] + [sp.name for sp in sc.species or []]
-    if sc.species is not None or sc.interactions is not None:
+    if isinstance(sc.rules, BoidRules) and (sc.species is not None or sc.interactions is not None):
         if form not in ("seed", "reynolds"):
             problems.append(("species" if sc.species is not None else "interactions",
                              f"groups run with the seed and reynolds formulations, got {form}"))
@@ -606,6 +608,7 @@ def _check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
             problems.append(("rules.radius", f"the {sc.rules.kernel} kernel's support is the bandwidth; "
                                              f"leave radius out or equal to {sc.rules.bandwidth}, got {sc.rules.radius}"))
     problems.extend(_check_world_features(sc))
+    problems.extend(check_neural(sc, base_dir))
     if sc.run.device not in ("auto", "cpu", "cuda") and not sc.run.device.startswith("cuda:"):
         problems.append(("run.device", f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {_describe(sc.run.device)}"))
     return problems
