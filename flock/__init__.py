@@ -10,6 +10,7 @@ from .errors import ScenarioError
 from .kernels import Kernel
 from .meanshift import MeanShift, estimate_bandwidth
 from .neighbors import reduce_neighbors
+from .neural import NeuralSteering
 from .scenario import Scenario, load_scenario, validate_scenario
 from .simulation import Simulation
 from .state import FlockState
@@ -17,6 +18,6 @@ from .world import World
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "FlockState", "Kernel", "MeanShift", "Scenario", "ScenarioError", "Simulation", "World",
+__all__ = ["CheckpointError", "FlockState", "Kernel", "MeanShift", "NeuralSteering", "Scenario", "ScenarioError", "Simulation", "World",
            "estimate_bandwidth", "load_checkpoint", "load_scenario", "reduce_neighbors", "save_checkpoint", "validate_scenario",
            "__version__"]

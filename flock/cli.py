@@ -362,9 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import add_bench_parser
     from .cluster_cli import add_cluster_parser
+    from .train import add_train_parser
 
     add_bench_parser(sub)
     add_cluster_parser(sub)
+    add_train_parser(sub)
     return parser
 
 

@@ -12,7 +12,7 @@ BOID_FORMULATIONS = ("seed", "reynolds", "mesa", "netlogo")
 CONSTANT_SPEED_FORMULATIONS = ("mesa", "netlogo")
 # The boid formulations that run several groups (species, flee, chase).
 GROUP_FORMULATIONS = ("seed", "reynolds")
-FORMULATION_NAMES = (*BOID_FORMULATIONS, "meanshift", "circles")
+FORMULATION_NAMES = (*BOID_FORMULATIONS, "meanshift", "circles", "neural")
 
 # Neighbor backends a scenario, the CLI and ``Simulation`` accept ("auto" picks one).
 BACKEND_NAMES = ("auto", "dense", "grid", "fused", "triton")

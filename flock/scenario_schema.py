@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from .names import (BACKEND_NAMES, BOID_FORMULATIONS, BOUNDARY_NAMES, DTYPE_NAMES, MAX_ABS_VALUE, MAX_COUNT, MAX_FPS,
                     MAX_PIXELS, MAX_SEED, MAX_TRAIL, MEANSHIFT_KERNEL_NAMES)
@@ -194,7 +194,38 @@ class CirclesRules(_Model):
     repulse: Number = 0.05
 
 
-Rules = Annotated[Union[BoidRules, MeanShiftRules, CirclesRules], Field(discriminator="formulation")]
+# ---------------------------------------------------------------- neural steering (flock.neural)
+
+ACTIVATIONS = ("relu", "tanh", "identity")
+
+
+class NeuralModelSpec(_Model):
+    """The network: a stack of ``nn.Linear`` with ``activation`` between them (``flock.neural.build_mlp``)."""
+
+    weights: str
+    hidden: list[Annotated[int, Field(ge=1)]] | None = None
+    activation: Literal["relu", "tanh", "identity"] | None = None
+
+
+class NeuralRules(_Model):
+    """One trained network steers every agent from its observation (``flock.neural.observe``)."""
+
+    formulation: Literal["neural"]
+    model: NeuralModelSpec
+    view_radius: PositiveFloat
+    separation_radius: PositiveFloat
+    field_of_view: Annotated[float, Field(gt=0, le=360)] = 360.0
+    max_force: PositiveFloat | None = None
+    wander: NonNegFloat | None = None
+    avoidance: AvoidanceSpec | None = None
+
+    # a module plugged in from Python (flock.NeuralSteering(module).attach(scenario)) or the one
+    # loaded from the weights file, cached; never part of the scenario's data
+    _module: object | None = PrivateAttr(default=None)
+
+
+
+Rules = Annotated[Union[BoidRules, MeanShiftRules, CirclesRules, NeuralRules], Field(discriminator="formulation")]
 
 
 # ---------------------------------------------------------------- species, interactions, world features

@@ -37,6 +37,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "predator_prey": ("predator_prey.yaml", ["agents.count=200"]),
     "meanshift_seed": ("meanshift_seed.yaml", []),
     "meanshift_triangular": ("meanshift_triangular.yaml", []),
+    "neural_boids": ("neural_boids.yaml", ["agents.count=300"]),
 }
 
 

@@ -54,7 +54,7 @@ def _with(path, value):
     ("agents.max_speed", "fast", "bad.yaml: agents.max_speed: expected a number, got 'fast'"),
     ("world.size", [100, 50, 3], "bad.yaml: world.size: expected 2 numbers (world.dims = 2), got [100.0, 50.0, 3.0]"),
     ("world.dims", 4, "bad.yaml: world.dims: expected 2 or 3, got 4"),
-    ("rules.formulation", "swarm", "bad.yaml: rules: expected 'formulation' to be one of 'seed', 'reynolds', 'mesa', 'netlogo', 'meanshift', 'circles', got 'swarm'"),
+    ("rules.formulation", "swarm", "bad.yaml: rules: expected 'formulation' to be one of 'seed', 'reynolds', 'mesa', 'netlogo', 'meanshift', 'circles', 'neural', got 'swarm'"),
     ("agents.position", {"kind": "file", "path": "missing.npy"}, "agents.position.path: file not found"),
     ("agents.position", {"kind": "blob"}, "agents.position: expected 'kind' to be one of"),
     ("agents.velocity", {"kind": "uniform", "low": [0, 0]}, "agents.velocity: a uniform velocity needs both low and high"),
