@@ -41,7 +41,7 @@ from .checkpoint_checks import check_checksums, check_generator_state, check_met
 from .checkpoint_checks import sha256_file as _sha256
 from .errors import CheckpointError, ScenarioError
 from .metrics import MetricsLog
-from .scenario import FileInit, validate_scenario
+from .scenario import validate_scenario
 from .state import FlockState
 
 FORMAT = "flock-checkpoint"
@@ -283,11 +283,9 @@ def _read_meta(path: Path) -> dict:
 
 
 def _scenario_for_resume(path: Path, meta: dict):
-    """The checkpoint's scenario, validated without needing its initial-state files.
-
-    Returns (scenario with file initialisers replaced by cheap placeholders,
-    a function that puts the real initialisers back).
-    """
+    """The checkpoint's scenario, validated without reading its initial-state files (the state
+    comes from the checkpoint; the files the run started from may be gone). Relative paths
+    stay anchored at the original scenario's folder."""
     file = path / SCENARIO_FILE
     if not file.is_file():
         raise CheckpointError(f"{file}: missing; {path} is not a complete checkpoint")
@@ -295,31 +293,8 @@ def _scenario_for_resume(path: Path, meta: dict):
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CheckpointError(f"{file}: unreadable ({exc}); the checkpoint is corrupt") from None
-    agents = data.get("agents") if isinstance(data, dict) else None
-    originals = {}
-    if isinstance(agents, dict):
-        # The state comes from the checkpoint, so the files the run started from are not
-        # read (they may be gone); cheap placeholders stand in while the simulation is built.
-        for which, placeholder in (("position", {"kind": "uniform"}), ("velocity", {"kind": "zero"})):
-            init = agents.get(which)
-            if isinstance(init, dict) and init.get("kind") == "file":
-                originals[which] = init
-                agents[which] = placeholder
-        if "position" in originals:
-            originals["count"] = agents.get("count")
-            agents["count"] = 0
-    sc = validate_scenario(data, source=file)
     source = meta.get("scenario_source")
-    sc._source = Path(source) if source else None
-
-    def restore():
-        for which in ("position", "velocity"):
-            if which in originals:
-                setattr(sc.agents, which, FileInit(**originals[which]))
-        if "count" in originals:
-            sc.agents.count = originals["count"]
-
-    return sc, restore
+    return validate_scenario(data, source=source or None, label=str(file), read_files=False)
 
 
 def _float_in(x) -> float:
@@ -361,7 +336,7 @@ def load_checkpoint(path: str | Path, device=None):
     if missing:
         raise CheckpointError(f"{state_file}: missing tensors {missing}; the checkpoint is corrupt")
     check_tensors(state_file, tensors, meta)
-    sc, restore_files = _scenario_for_resume(path, meta)
+    sc = _scenario_for_resume(path, meta)
     check_checksums(path, meta)  # the rest (scenario.yaml) once it is known to read
     try:
         state = FlockState(pos=tensors["pos"], vel=tensors["vel"], group=tensors["group"])
@@ -369,8 +344,6 @@ def load_checkpoint(path: str | Path, device=None):
                          backend=meta["backend_requested"], seed=meta["seed"], state=state, record_metrics=False)
     except ScenarioError as exc:
         raise CheckpointError(f"{state_file}: {exc}") from None
-    finally:
-        restore_files()
     restored = {
         "step_count": int(meta["step"]),
         "done": bool(meta["done"]),

@@ -21,7 +21,6 @@ one after another; a pure seed ensemble is one batch.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from pathlib import Path
 from typing import Sequence
@@ -31,7 +30,7 @@ import torch
 from .errors import ScenarioError
 from .metrics import MetricsLog
 from .neighbors import BACKENDS
-from .scenario import Scenario, load_scenario, validate_scenario
+from .scenario import Scenario, load_scenario, set_path, validate_scenario
 from .simulation import Simulation
 from .state import FlockState
 
@@ -40,28 +39,6 @@ DEFAULT_MEMBERS = 64
 
 
 # ------------------------------------------------------------------ the ensemble
-
-def _set_path(data: dict, path: str, value) -> dict:
-    """A copy of scenario data with the value at dotted ``path`` (list items by index) replaced."""
-    data = copy.deepcopy(data)
-    parts = path.split(".")
-    node = data
-    for depth, part in enumerate(parts[:-1]):
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        elif isinstance(node, dict):
-            node = node.setdefault(part, {})
-        else:
-            raise ScenarioError(f"ensemble params: {path}: {'.'.join(parts[:depth + 1])} is not a mapping")
-    last = parts[-1]
-    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node[int(last)] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise ScenarioError(f"ensemble params: {path}: cannot set a value there")
-    return data
-
 
 class EnsembleSimulation:
     """E independent members of one scenario, stepped together.
@@ -128,7 +105,7 @@ class EnsembleSimulation:
         for e in range(n):
             data = base
             for key, values in params.items():
-                data = _set_path(data, key, values[e])
+                data = set_path(data, key, values[e], origin="ensemble params")
             label = f"{scenario.source or '<scenario>'} (ensemble member {e}: " + \
                 ", ".join(f"{k}={v[e]}" for k, v in params.items()) + ")"
             sc = validate_scenario(data, source=scenario.source, label=label)

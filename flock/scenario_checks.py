@@ -52,7 +52,7 @@ def _check_file(problems, sc: Scenario, agents: AgentsSpec, init: FileInit, wher
             problems.append((f"{where}.path", f"expected {rows} rows (one per agent), got {arr.shape[0]} ({path})"))
 
 
-def _check_agents(problems, sc: Scenario, agents: AgentsSpec, prefix: str, base_dir: Path) -> None:
+def _check_agents(problems, sc: Scenario, agents: AgentsSpec, prefix: str, base_dir: Path | None) -> None:
     dim = sc.world.dims
     for which in ("position", "velocity"):
         init = getattr(agents, which)
@@ -79,7 +79,7 @@ def _check_agents(problems, sc: Scenario, agents: AgentsSpec, prefix: str, base_
             total = n_blobs * init.per_blob
             if agents.count is not None and agents.count != total:
                 problems.append((f"{prefix}.count", f"expected {total} (n_blobs x per_blob), got {agents.count}"))
-        elif isinstance(init, FileInit):
+        elif isinstance(init, FileInit) and base_dir is not None:
             _check_file(problems, sc, agents, init, where, base_dir)
     if isinstance(agents.position, (UniformInit,)) and agents.count is None:
         problems.append((f"{prefix}.count", "required key is missing (a uniform placement needs a count)"))
@@ -174,8 +174,9 @@ def _check_world_features(sc: Scenario) -> list[tuple[str, str]]:
     return problems
 
 
-def check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
-    """Cross-key problems pydantic cannot see: lengths against dims, counts, files."""
+def check_consistency(sc: Scenario, base_dir: Path | None) -> list[tuple[str, str]]:
+    """Cross-key problems pydantic cannot see: lengths against dims, counts, files (not read when
+    ``base_dir`` is None)."""
     problems: list[tuple[str, str]] = []
     dim = sc.world.dims
     _check_vector(problems, "world.size", sc.world.size, dim)
@@ -194,13 +195,16 @@ def check_consistency(sc: Scenario, base_dir: Path) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- entry points
 
 
-def validate_scenario(data: Any, *, source: str | Path | None = None, label: str | None = None) -> Scenario:
+def validate_scenario(data: Any, *, source: str | Path | None = None, label: str | None = None,
+                      read_files: bool = True) -> Scenario:
     """A ``Scenario`` from plain data (as YAML gives), or a ``ScenarioError`` listing every problem.
 
     Args:
         data: a mapping, as ``yaml.safe_load`` returns.
         source: the file the data came from; names it in errors and anchors relative paths.
         label: how errors name the origin, when not just ``source`` (e.g. with overrides).
+        read_files: read and check the initial-state files (``kind: file``). False when the
+            state comes from elsewhere (a checkpoint, a recording): the files may be gone.
     """
     origin = label or (str(source) if source is not None else "<scenario>")
     if not isinstance(data, dict):
@@ -211,7 +215,7 @@ def validate_scenario(data: Any, *, source: str | Path | None = None, label: str
         raise_problems(origin, [pydantic_message(e) for e in exc.errors()])
     if source is not None:
         sc._source = Path(source).resolve()
-    problems = check_consistency(sc, sc.base_dir())
+    problems = check_consistency(sc, sc.base_dir() if read_files else None)
     if problems:
         raise_problems(origin, problems)
     return sc

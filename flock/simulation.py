@@ -27,6 +27,7 @@ from .kernels import Kernel, max_support
 from .metrics import MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed, polarization
 from .neighbors import BACKENDS, choose_backend, is_fused_compatible
 from .params import Params, build_params
+from .resources import check_run_memory
 from .scenario import Scenario, load_scenario
 from .species import initial_group_state
 from .state import FlockState
@@ -137,6 +138,9 @@ class Simulation:
     def reset(self, state: FlockState | None = None) -> None:
         """Back to step 0 with a fresh generator, empty metrics and the initial state (or ``state``)."""
         if state is None:
+            # refuse before allocating: the estimate and the limit, not an allocator crash
+            check_run_memory(self._scenario, self.requested_backend, self.device, members=self.n_members,
+                             origin=str(self._scenario.source or self._scenario.name or "scenario"))
             parts = [initial_group_state(self._scenario, seed=s, device=self.device, dtype=self.dtype)
                      for s in self.seeds]
             self.info = parts[0][1]

@@ -17,35 +17,40 @@ import yaml
 from flock.errors import ScenarioError
 from flock.scenario import validate_scenario
 from flock.simulation import Simulation
+from flock.state import FlockState
 
 from .export import FrameWriter, parse_size
 from .window import _window_size, window_available
 
 
 def simulation_for(rec) -> Simulation:
-    """A CPU simulation shell for ``rec``'s scenario (initial-state files are not needed)."""
+    """A CPU simulation of ``rec``'s scenario, holding the recording's first frame (its
+    initial-state files are not read: the frames are the state)."""
     if not rec.scenario_yaml:
         raise ScenarioError(f"{rec.path}: the recording holds no scenario (parameters/scenario_yaml)")
     data = yaml.safe_load(rec.scenario_yaml)
-    agents = data.setdefault("agents", {})
-    n = int(rec.n_agents.max(initial=0)) if rec.n_frames else 0
-    if isinstance(agents.get("position"), dict) and agents["position"].get("kind") in ("file", "blobs"):
-        agents["position"] = {"kind": "uniform"}
-        agents["count"] = n
-    if isinstance(agents.get("velocity"), dict) and agents["velocity"].get("kind") == "file":
-        agents["velocity"] = {"kind": "zero"}
-    data.setdefault("run", {})["device"] = "cpu"
-    return Simulation(validate_scenario(data, label=f"{rec.path} (scenario)"), device="cpu", record_metrics=False)
+    if isinstance(data, dict):
+        data.setdefault("run", {})["device"] = "cpu"
+    scenario = validate_scenario(data, label=f"{rec.path} (scenario)", read_files=False)
+    return Simulation(scenario, device="cpu", state=frame_state(rec, 0, scenario), record_metrics=False)
+
+
+def frame_state(rec, i: int, scenario) -> FlockState:
+    """Frame ``i`` of ``rec`` as a ``FlockState`` (an empty one for a recording with no frames)."""
+    dtype = torch.float64 if scenario.run.dtype == "float64" else torch.float32
+    if not rec.n_frames:
+        return FlockState(pos=torch.zeros(0, scenario.world.dims, dtype=dtype))
+    pos, vel = rec.frame(i)
+    pos_t = torch.as_tensor(pos, dtype=dtype)
+    vel_t = torch.as_tensor(vel, dtype=dtype) if vel is not None else torch.zeros_like(pos_t)
+    keep = ~torch.isnan(torch.as_tensor(rec.positions[i])).any(dim=1)
+    return FlockState(pos=pos_t, vel=vel_t, group=torch.as_tensor(rec.group)[keep])
 
 
 def show_frame(sim: Simulation, rec, i: int) -> None:
     """Put frame ``i`` of ``rec`` into ``sim``'s state and step counter."""
-    pos, vel = rec.frame(i)
-    pos_t = torch.as_tensor(pos, dtype=sim.dtype)
-    vel_t = torch.as_tensor(vel, dtype=sim.dtype) if vel is not None else torch.zeros_like(pos_t)
-    keep = ~torch.isnan(torch.as_tensor(rec.positions[i])).any(dim=1)
-    group = torch.as_tensor(rec.group)[keep]
-    sim.load_state_dict({"pos": pos_t, "vel": vel_t, "group": group, "step_count": int(rec.steps[i])})
+    st = frame_state(rec, i, sim.scenario)
+    sim.load_state_dict({"pos": st.pos, "vel": st.vel, "group": st.group, "step_count": int(rec.steps[i])})
 
 
 def replay_to_files(rec, *, gif=None, frames_dir=None, size=None, fps: float = 10.0) -> list[str]:
