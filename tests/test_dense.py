@@ -111,3 +111,24 @@ def test_cuda_matches_cpu():
     kern = list(KERNELS.values())
     got = reduce_dense(pos.cuda(), vel.cuda(), kern).cpu()
     torch.testing.assert_close(got, reduce_dense(pos, vel, kern))
+
+
+def test_every_kernel_kind_has_a_dense_case():
+    from flock.kernels import KERNEL_KINDS
+
+    assert set(KERNEL_KINDS) <= {k.kind for k in KERNELS.values()}
+
+
+@pytest.mark.parametrize("kind", sorted({k.kind for k in KERNELS.values()}))
+def test_batched_members_equal_dense_member_by_member(kind):
+    from flock.kernels import KERNEL_KINDS
+    from flock.neighbors import reduce_dense_batched
+
+    assert kind in KERNEL_KINDS
+    kern = [k for k in KERNELS.values() if k.kind == kind]
+    pos, vel = _random(3 * 25, 2, seed=5)
+    pos, vel = pos.view(3, 25, 2), vel.view(3, 25, 2)
+    period = torch.full((2,), 8.0, dtype=torch.float64)
+    got = reduce_dense_batched(pos, vel, kern, period=period)
+    for e in range(3):
+        torch.testing.assert_close(got[e], reduce_dense(pos[e], vel[e], kern, period=period), rtol=1e-10, atol=1e-10)
