@@ -324,16 +324,26 @@ class Simulation:
             check_cell_plans()
         params, every = self._params, self._scenario.metrics.every
         frozen = self.member_done if params.rule.converges else None
-        for _ in range(int(n)):
-            if self.done:
-                break
-            self._newly_done = False
-            state, stats = step_with_stats(self._state, params, self.backend, self.generator, time=self.time,
-                                           frozen=frozen)
-            self.advance(state, stats)
-            frozen = self.member_done if params.rule.converges else None
-            if self.step_count % every == 0 or self.done or self._newly_done:
+        due = False
+        try:
+            for _ in range(int(n)):
+                if self.done:
+                    break
+                self._newly_done = False
+                state, stats = step_with_stats(self._state, params, self.backend, self.generator, time=self.time,
+                                               frozen=frozen)
+                self.advance(state, stats)
+                frozen = self.member_done if params.rule.converges else None
+                due = self.step_count % every == 0 or self.done or self._newly_done
+                if due:
+                    self.record()
+                    due = False
+        except KeyboardInterrupt:
+            # a step taken but interrupted before its metrics row: write the row, so the state,
+            # the metrics and the summary agree after a Ctrl-C
+            if due and self.record_metrics and self._metrics.last().get("step") != self.step_count:
                 self.record()
+            raise
         return self
 
     # ------------------------------------------------------------ state dict

@@ -244,3 +244,20 @@ def test_no_import_cycle_in_flock():
         if state.get(m) is None and visit(m, [m]):
             break
     assert cycle == [], " -> ".join(cycle)
+
+
+def test_an_interrupt_after_a_step_still_writes_its_metrics_row(monkeypatch):
+    sim = flock.Simulation.from_scenario(ROOT / "scenarios" / "boids_seed.yaml", device="cpu")
+    real = flock.simulation.Simulation.measure
+    calls = {"n": 0}
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 2:                      # the row of step 2, once
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(flock.simulation.Simulation, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sim.step(5)
+    assert sim.step_count == 2 and sim.metrics["step"] == [0, 1, 2]
