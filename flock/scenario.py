@@ -301,6 +301,9 @@ class RenderSpec(_Model):
     height: Annotated[int, Field(ge=64)] = 600
     fps: Annotated[int, Field(ge=1)] = 60
     steps_per_frame: Annotated[int, Field(ge=1)] = 1
+    # the window's pace in steps per second (None: steps_per_frame every frame, as fast as
+    # the frame rate allows; a mean shift window then takes 2 a second so the collapse is seen)
+    steps_per_second: PositiveFloat | None = None
     trail: Annotated[int, Field(ge=0)] = 0
     color_by: Literal["group", "speed", "heading", "mode"] = "group"
     agent_size: PositiveFloat = 6.0
