@@ -21,8 +21,9 @@ import annotated_types
 import pygame
 from pydantic import BaseModel, ValidationError
 
+from .layout import SLIDER_ROW as ROW_HEIGHT
+
 SKIPPED = {"tol", "max_iter"}  # stopping criteria, not rule parameters one plays with
-ROW_HEIGHT = 34
 TRACK_HEIGHT = 6
 RATE_RANGE = (0.5, 1000.0)   # steps per second of the speed slider (log scale); its right end is "max"
 RATE_MAX_AT = 0.97           # slider fraction above which the pace is "max" (no limit)
@@ -102,7 +103,9 @@ class Param:
         parts = [p for p in self.path.split(".") if not p.isdigit()]
         if parts[0] == "species":
             parts = parts[1:]
-        if parts[0] in ("rules", "agents", "interactions"):
+        if parts[0] == "interactions":   # the owner ("prey flees predator") says which
+            parts = parts[2:]
+        elif parts[0] in ("rules", "agents"):
             parts = parts[1:]
         text = " ".join(parts).replace("_", " ")
         return f"{self.owner}: {text}" if self.owner else text
@@ -220,24 +223,27 @@ def format_rate(rate: float | None) -> str:
 
 
 class RateSlider(Slider):
-    """The pace in steps per second on a log scale over ``RATE_RANGE``; the right end is "max"
-    (None: no limit). ``value_at`` returns a rate or None."""
+    """A pace (steps, or recorded frames, per second) on a log scale over ``value_range``; the
+    right end is "max" (None: no limit). ``value_at`` returns a rate or None."""
 
-    def __init__(self, rect: pygame.Rect, label: str = "speed"):
-        super().__init__(Param("render.steps_per_second", *RATE_RANGE), rect)
-        self.label = label
+    def __init__(self, rect: pygame.Rect, value_range: tuple[float, float] = RATE_RANGE):
+        super().__init__(Param("render.steps_per_second", *value_range), rect)
+
+    def _logs(self) -> tuple[float, float]:
+        return math.log(self.param.lo), math.log(self.param.hi)
 
     def fraction(self, value: float | None) -> float:
         if value is None:
             return 1.0
-        lo, hi = (math.log(v) for v in RATE_RANGE)
-        return (math.log(min(max(value, RATE_RANGE[0]), RATE_RANGE[1])) - lo) / (hi - lo) * RATE_MAX_AT
+        lo, hi = self._logs()
+        value = min(max(value, self.param.lo), self.param.hi)
+        return (math.log(value) - lo) / (hi - lo) * RATE_MAX_AT
 
     def value_at(self, x: float) -> float | None:
         t = self._t_at(x)
         if t >= RATE_MAX_AT:
             return None
-        lo, hi = (math.log(v) for v in RATE_RANGE)
+        lo, hi = self._logs()
         return _round(math.exp(lo + t / RATE_MAX_AT * (hi - lo)), 2)
 
 

@@ -187,7 +187,8 @@ class LinePlot:
             pygame.draw.line(chart, CURSOR_COLOR, (cx, inner.y), (cx, inner.bottom - 1), 1)
         last = ""
         if lines and x.size:
-            tails = [v[np.isfinite(v)] for v, _ in lines]
+            upto = x.size if cursor is None else int(np.searchsorted(x, cursor, side="right"))
+            tails = [v[:upto][np.isfinite(v[:upto])] for v, _ in lines]   # the value at the cursor
             last = "  " + " / ".join(f"{t[-1]:.3g}" for t in tails if t.size)
         chart.blit(font.render(f"{self.spec.title}{last}", True, TITLE_COLOR), (2, 0))
         lo, hi = self.y_range

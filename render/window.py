@@ -44,7 +44,7 @@ from flock.run_output import new_run_folder, run_summary, save_final_state
 
 from .draw import PREDATOR_COLOR, ATTRACTOR_COLOR, Renderer, group_names, palette_colors
 from .export import make_view
-from .layout import Layout, window_size_for
+from .layout import Layout, draw_panel_frame, layout_key, panel_sections, window_size_for
 from .panel import ROW_HEIGHT, Panel, RateSlider, format_rate
 from .plots import PLOT_MAX_HEIGHT, Plots
 
@@ -56,9 +56,6 @@ MAX_STEPS_PER_FRAME = 1024
 DUMMY_DRIVERS = ("dummy", "offscreen")
 MEANSHIFT_STEPS_PER_SECOND = 2.0   # a pace a person can follow (render.steps_per_second overrides it)
 MAX_FRAME_GAP = 0.25    # s: a longer pause between frames (a drag, a slow step) does not pile up steps
-HEADER_HEIGHT = 26      # px: the panel's title line
-FOOTER_HEIGHT = 22      # px: the panel's last line
-MIN_SLIDER_ROWS = 3     # rows of sliders kept visible before the plots take the rest
 
 HELP = [
     ("mouse", ""),
@@ -242,27 +239,11 @@ class Window:
         self.panel.layout(self.sections["sliders"])
 
     def _sections(self) -> dict[str, pygame.Rect]:
-        """The panel's parts top to bottom: header, pace slider, legend, sliders, plots, footer."""
-        box = self.layout.panel_rect
-        if box is None:
-            empty = pygame.Rect(0, 0, 0, 0)
-            return {k: empty for k in ("rate", "legend", "sliders", "plots", "footer")}
         font_step = self.renderer.font().get_linesize() + 4
         rows = self.renderer.legend_rows(self.sim) + self.legend_extra()
         legend_h = font_step * (len(rows) + sum(kind == "bar" for kind, _, _ in rows)) + 4
-        y = box.y + HEADER_HEIGHT
-        rate = pygame.Rect(box.x, y, box.width, ROW_HEIGHT)
-        legend = pygame.Rect(box.x + 4, rate.bottom + 2, box.width - 8, legend_h)
-        footer = pygame.Rect(box.x, box.bottom - FOOTER_HEIGHT, box.width, FOOTER_HEIGHT)
-        free = max(0, footer.y - legend.bottom)
-        keep = min(free, MIN_SLIDER_ROWS * ROW_HEIGHT, self.panel.content_height)
-        plots_h = min(self.plots.height_for(), free - keep)
-        want = min(self.panel.content_height, free - plots_h)
-        sliders_h = max(0, (want // ROW_HEIGHT) * ROW_HEIGHT)
-        plots_h = min(free - sliders_h, self.plots.height_for(PLOT_MAX_HEIGHT))  # the charts grow into what is left
-        sliders = pygame.Rect(box.x, legend.bottom, box.width, sliders_h)
-        plots = pygame.Rect(box.x + 6, footer.y - plots_h, box.width - 12, plots_h)
-        return {"rate": rate, "legend": legend, "sliders": sliders, "plots": plots, "footer": footer}
+        return panel_sections(self.layout.panel_rect, legend_height=legend_h, slider_height=self.panel.content_height,
+                              charts=(self.plots.height_for(), self.plots.height_for(PLOT_MAX_HEIGHT)))
 
     # ------------------------------------------------------------ the loop body
 
@@ -374,9 +355,7 @@ class Window:
         """The side panel: title, pace slider, legend, sliders, plots, footer."""
         box, sec, font = self.layout.panel_rect, self.sections, self.renderer.font()
         sim = self.sim
-        self.surface.fill((20, 23, 33), box)
-        pygame.draw.line(self.surface, (60, 66, 84), box.topleft, box.bottomleft)
-        self.surface.blit(font.render("controls   (Tab hides)", True, (200, 205, 215)), (box.x + 8, box.y + 6))
+        draw_panel_frame(self.surface, box, font, "controls   (Tab hides)", "P: save as scenario YAML   G: plots")
         self.rate_slider.draw(self.surface, font, self.rate, f"pace: {pace_text(self.rate, self.steps_per_frame)}",
                               self._drag is not None and self._drag.get("kind") == "rate")
         self.renderer.draw_legend(self.surface, sec["legend"], sim, self.legend_extra())
@@ -385,8 +364,6 @@ class Window:
         if sim.scenario.species:
             self.plots.add_counts(sim.step_count, torch.bincount(sim.state.group.long()).tolist())
         self.plots.draw(self.surface, sec["plots"], font)
-        foot = "P: save as scenario YAML   G: plots"
-        self.surface.blit(font.render(foot, True, (170, 175, 190)), (box.x + 8, sec["footer"].y + 4))
 
     def say(self, text: str) -> None:
         """Print ``text`` and show it in the HUD for a few seconds."""
@@ -445,10 +422,6 @@ class Window:
         elif key == pygame.K_c:
             self.say(f"colour by {self.renderer.cycle_color(sim)}")
             self.relayout()   # the legend changes
-        elif key == pygame.K_g:
-            self.plots.visible = not self.plots.visible
-            self.relayout()
-            self.say(f"plots {'on' if self.plots.visible else 'off'}")
         elif key == pygame.K_t:
             self.say(f"trails {'on' if self.renderer.toggle_trails() else 'off'}")
         elif key == pygame.K_a:
@@ -470,11 +443,8 @@ class Window:
         elif key == pygame.K_f:
             self.view.fit()
             self.renderer.clear_trails()
-        elif key == pygame.K_TAB:
-            self.panel_wanted = not self.panel_wanted
-            self.relayout()
-        elif key == pygame.K_h:
-            self.show_help = not self.show_help
+        else:
+            layout_key(self, key)   # Tab, G, H
 
     def mouse_down(self, pos, button: int) -> None:
         self.pointer = tuple(pos)
