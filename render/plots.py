@@ -3,9 +3,11 @@
 ``Plots`` keeps the metrics log's columns as growing numpy arrays (only rows it has not
 seen are read each frame) and draws one ``LinePlot`` per series with pygame. A chart is
 redrawn only when its data, its rectangle or the replay cursor changed; otherwise its
-cached surface is blitted. Long histories are reduced to one min/max pair per pixel
-column (the envelope of the line), so a frame costs O(points) numpy work and O(width)
-drawing, whatever the length of the run (``tools/bench_plots.py`` measures it).
+cached surface is blitted; new data alone redraw a chart at most every ``REDRAW_INTERVAL``
+seconds (a chart a few hundred pixels wide gains at most a column in that time). Long histories are reduced to one min/max pair per pixel
+column (the envelope of the line): the columns' bounds come from a binary search over the
+sorted steps and one NaN-skipping min and max pass does the rest, so a frame costs two
+vectorised passes over the points and O(width) drawing (``tools/bench_plots.py`` measures it).
 
     series             what it plots                         scenarios
     polarization       |mean unit(v)|, axis fixed to 0..1    boids
@@ -23,6 +25,7 @@ drawing, whatever the length of the run (``tools/bench_plots.py`` measures it).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +39,7 @@ TITLE_COLOR = (200, 205, 215)
 PLOT_HEIGHT = 46    # px of one chart at least (its title line included)
 PLOT_MAX_HEIGHT = 110  # px: charts grow up to this when the panel has room
 PLOT_GAP = 4        # px between charts
+REDRAW_INTERVAL = 0.1  # s: the shortest time between two redraws of a chart for new data alone
 
 
 @dataclass(frozen=True)
@@ -101,30 +105,60 @@ def _data_range(values: np.ndarray) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def envelope(x: np.ndarray, y: np.ndarray, x_range, y_range, rect: pygame.Rect) -> list[tuple[float, float]]:
+def column_extremes(x: np.ndarray, y: np.ndarray, x_range, width: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The min and max of ``y`` in each pixel column a chart ``width`` px wide shows.
+
+    Column c holds the points with (x - x0) / (x1 - x0) * (width - 1) in [c - 1/2, c + 1/2)
+    (points outside the range go to the first / last column). ``x`` is sorted, so the columns'
+    first points come from ``searchsorted`` (O(width log M)) and one ``fmin``/``fmax``
+    ``reduceat`` pass each does the rest; NaN values are skipped.
+
+    Args:
+        x: [M] nondecreasing float64 (steps). y: [M] float64.
+    Returns:
+        (columns [C] int64, ymin [C], ymax [C]) for the C columns holding a finite value.
+    """
+    if x.size == 0:
+        empty = np.zeros(0)
+        return empty.astype(np.int64), empty, empty
+    x0, x1 = x_range
+    dx = max(x1 - x0, 1e-12) / max(width - 1, 1)
+    edges = x0 + (np.arange(1, width) - 0.5) * dx
+    starts = np.concatenate(([0], np.searchsorted(x, edges, side="left")))
+    cols = np.flatnonzero(np.diff(np.concatenate((starts, [x.size]))) > 0)
+    first = starts[cols]
+    with np.errstate(invalid="ignore"):
+        ymin, ymax = np.fmin.reduceat(y, first), np.fmax.reduceat(y, first)
+    keep = np.isfinite(ymin) & np.isfinite(ymax)
+    return cols[keep], ymin[keep], ymax[keep]
+
+
+def envelope(x: np.ndarray, y: np.ndarray, x_range, y_range, rect: pygame.Rect,
+             extremes=None) -> list[tuple[float, float]]:
     """Polyline points (px) of ``y`` over ``x`` in ``rect``: the min and max of each pixel column.
 
     Args:
         x: [M] nondecreasing float64 (steps). y: [M] float64 values (non-finite ones are skipped).
+        extremes: ``column_extremes(x, y, x_range, rect.width)`` when already computed.
     """
-    keep = np.isfinite(y) & np.isfinite(x)
-    x, y = x[keep], y[keep]
-    if x.size == 0:
+    cols, ymin, ymax = extremes if extremes is not None else column_extremes(x, y, x_range, rect.width)
+    if cols.size == 0:
         return []
-    (x0, x1), (lo, hi) = x_range, y_range
-    w, h = rect.width, rect.height
-    cols = np.clip(((x - x0) / max(x1 - x0, 1e-12) * (w - 1)).round().astype(np.int64), 0, w - 1)
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(cols)) + 1))
-    ymin, ymax = np.minimum.reduceat(y, starts), np.maximum.reduceat(y, starts)
-    px = (rect.x + cols[starts]).astype(np.float64)
-    scale = (h - 1) / max(hi - lo, 1e-300)
+    lo, hi = y_range
+    scale = (rect.height - 1) / max(hi - lo, 1e-300)
     bottom = rect.bottom - 1
-    py_min = np.clip(bottom - (ymin - lo) * scale, rect.y, bottom)
-    py_max = np.clip(bottom - (ymax - lo) * scale, rect.y, bottom)
-    pts = np.empty((2 * px.size, 2))
-    pts[0::2, 0] = pts[1::2, 0] = px
-    pts[0::2, 1], pts[1::2, 1] = py_min, py_max
+    pts = np.empty((2 * cols.size, 2))
+    pts[0::2, 0] = pts[1::2, 0] = rect.x + cols
+    pts[0::2, 1] = np.clip(bottom - (ymin - lo) * scale, rect.y, bottom)
+    pts[1::2, 1] = np.clip(bottom - (ymax - lo) * scale, rect.y, bottom)
     return pts.tolist()
+
+
+def _extremes_range(extremes) -> tuple[float, float]:
+    """``_data_range`` of the points behind a list of ``column_extremes`` results (O(columns))."""
+    parts = [np.concatenate((lo, hi)) for _, lo, hi in extremes]
+    return _data_range(np.concatenate(parts) if parts else np.zeros(0))
 
 
 class LinePlot:
@@ -140,6 +174,8 @@ class LinePlot:
         self.y_range = (0.0, 1.0)
         self._cache_key = None
         self._surface: pygame.Surface | None = None
+        self._drawn_at = -math.inf
+        self.redraw_interval = REDRAW_INTERVAL
 
     def to_pixel(self, x: float, y: float) -> tuple[int, int]:
         (x0, x1), (lo, hi) = self.x_range, self.y_range
@@ -160,10 +196,14 @@ class LinePlot:
             cursor: a step to mark with a vertical line (the replay's current frame).
             version: anything that changes when the data do (else the data are compared by length).
         """
-        key = (tuple(rect), x.size, version, cursor, x_range)
-        if key == self._cache_key and self._surface is not None:
+        key = (tuple(rect), cursor, x_range, x.size, version)
+        now = time.perf_counter()
+        if self._surface is not None and self._cache_key is not None and (
+                key == self._cache_key
+                or (key[:3] == self._cache_key[:3] and now - self._drawn_at < self.redraw_interval)):
             surface.blit(self._surface, rect.topleft)
             return
+        self._drawn_at = now
         chart = pygame.Surface(rect.size)
         chart.fill((0, 0, 0))
         title_h = font.get_linesize()
@@ -174,12 +214,13 @@ class LinePlot:
         ys = [self._transform(v) for v, _ in lines]
         if x.size:
             self.x_range = tuple(float(v) for v in (x_range or (x[0], max(x[-1], x[0] + 1))))
-        self.y_range = self.spec.y_range or _data_range(np.concatenate(ys) if ys else np.zeros(0))
+        extremes = [column_extremes(x, y, self.x_range, inner.width) for y in ys]
+        self.y_range = self.spec.y_range or _extremes_range(extremes)
         if self.spec.from_zero:
             self.y_range = (0.0, max(self.y_range[1], 1.0))
         self.rect = inner.move(rect.x, rect.y)
-        for y, (_, color) in zip(ys, lines):
-            pts = envelope(x, y, self.x_range, self.y_range, inner)
+        for y, ext, (_, color) in zip(ys, extremes, lines):
+            pts = envelope(x, y, self.x_range, self.y_range, inner, ext)
             if len(pts) >= 2:
                 pygame.draw.lines(chart, color, False, pts, 1)
         if cursor is not None:

@@ -90,7 +90,7 @@ def test_envelope_is_the_min_and_max_of_each_pixel_column():
     rect = pygame.Rect(10, 20, 120, 50)
     pts = np.asarray(envelope(x, y, (0.0, 1000.0), (-4.0, 4.0), rect))
     keep = np.isfinite(y)
-    cols = np.clip(np.round(x[keep] / 1000 * 119).astype(int), 0, 119)
+    cols = np.clip(np.floor(x[keep] / 1000 * 119 + 0.5).astype(int), 0, 119)   # column c: [c - 1/2, c + 1/2)
     expected = []
     for c in np.unique(cols):
         v = y[keep][cols == c]
