@@ -232,11 +232,14 @@ def plot(records: list[dict], path: str) -> None:
 
 
 def add_bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="agent-steps per second of headless stepping, per N and backend")
+    p = sub.add_parser("bench", help="agent-steps per second of headless stepping, per N and backend",
+                       description="Time headless stepping: for each N and backend, warm-up steps, then the "
+                                   "median of --repeats timed runs (device synchronised), as agent-steps per "
+                                   "second, with the dense backend as the baseline in the same run.")
     p.add_argument("--agents", default="1000,10000,100000", help="comma-separated N (default 1000,10000,100000)")
     p.add_argument("--backend", default="grid,auto", help="comma-separated backends (dense is added as the baseline)")
     p.add_argument("--scenario", default=None, help="a scenario file instead of the standard flock (its count is set to N)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto: CUDA when present)")
     p.add_argument("--dim", type=int, default=2, choices=[2, 3], help="dimension of the standard flock")
     p.add_argument("--neighbors", type=float, default=20.0, help="mean neighbors per agent of the standard flock")
     p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")

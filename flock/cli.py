@@ -24,7 +24,7 @@ from .errors import ScenarioError
 from .names import BACKEND_NAMES
 from .cli_checks import check_replay_flags, check_resume_steps, check_run_flags, check_run_out
 from .resources import check_run_memory
-from .run_output import MetricsCsvWriter, finish_outputs, run_summary, save_final_state
+from .run_output import MetricsCsvWriter, finish_outputs, holds_a_run, new_run_folder, run_summary, save_final_state
 
 
 def _open_window_runner(args):
@@ -62,6 +62,19 @@ def _check_run_args(args) -> str | None:
             return (f"--resume: continues the checkpoint's own scenario, seed, dtype and backend; "
                     f"leave out {', '.join(clash)}")
     return None
+
+
+def _out_folder(args, name: str) -> Path | None:
+    """--out (None, said why, when it holds an earlier run and --overwrite is not given), or a
+    new runs/<name>-<k> so that runs never overwrite each other."""
+    if not args.out:
+        return new_run_folder(name)
+    out = Path(args.out)
+    if holds_a_run(out) and not args.overwrite:
+        print(f"--out {out}: the folder holds an earlier run (metrics.csv / final_state.npz); pass --overwrite "
+              "to replace it, or leave out --out for a new runs/<scenario>-<k> folder", file=sys.stderr)
+        return None
+    return out
 
 
 def cmd_run(args) -> int:
@@ -102,7 +115,9 @@ def cmd_run(args) -> int:
     steps = args.steps if args.steps is not None else sim.scenario.run.steps
     steps = max(0, steps - sim.step_count)
     name = sim.scenario.name or (Path(args.scenario).stem if args.scenario else "resumed")
-    out = Path(args.out) if args.out else Path("runs") / name
+    out = _out_folder(args, name)
+    if out is None:
+        return 2
     check_run_out(out)
     if (args.record or args.checkpoint) and not args.headless:
         # the window runner steps the simulation itself and does not call these hooks (yet)
@@ -219,7 +234,9 @@ def cmd_run_ensemble(args) -> int:
         print(exc, file=sys.stderr)
         return 2
     steps = args.steps if args.steps is not None else scenario.run.steps
-    out = Path(args.out) if args.out else Path("runs") / f"{scenario.name or Path(args.scenario).stem}_ensemble"
+    out = _out_folder(args, f"{scenario.name or Path(args.scenario).stem}_ensemble")
+    if out is None:
+        return 2
     check_run_out(out)
     out.mkdir(parents=True, exist_ok=True)
     interrupted = False
@@ -308,11 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, default=None,
                      help="steps to run (headless default: the scenario's run.steps; a window without "
                           "--steps runs until closed)")
-    run.add_argument("--out", default=None, help="output folder (default: runs/<scenario name>)")
-    run.add_argument("--device", default=None, help="auto | cpu | cuda (default: the scenario's)")
-    run.add_argument("--dtype", default=None, choices=["float32", "float64"])
-    run.add_argument("--seed", type=int, default=None)
-    run.add_argument("--backend", default=None, choices=BACKEND_NAMES)
+    run.add_argument("--out", default=None,
+                     help="output folder (default: a new runs/<scenario name>-<k>, k = 1, 2, ...; a folder "
+                          "holding an earlier run needs --overwrite)")
+    run.add_argument("--overwrite", action="store_true", help="let --out replace an earlier run's files")
+    run.add_argument("--device", default=None,
+                     help="auto | cpu | cuda | cuda:K (default: the scenario's run.device, auto: CUDA when present)")
+    run.add_argument("--dtype", default=None, choices=["float32", "float64"],
+                     help="floating-point type of positions and velocities (default: the scenario's run.dtype, "
+                          "float32)")
+    run.add_argument("--seed", type=int, default=None,
+                     help="random seed of the initial state and the noise (default: the scenario's run.seed); "
+                          "same seed, same device: same trajectory")
+    run.add_argument("--backend", default=None, choices=BACKEND_NAMES,
+                     help="neighbor backend (default: the scenario's run.backend, auto: picked by N and device)")
+    run.add_argument("--paused", action="store_true", default=None,
+                     help="window: start paused (Space runs); mean shift windows always start paused")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a scenario value (repeatable), validated like the file")
@@ -342,22 +370,34 @@ def build_parser() -> argparse.ArgumentParser:
     pics.add_argument("--trail", type=int, default=None, metavar="K",
                       help="draw each agent's last K positions (default: the scenario's render.trail)")
     pics.add_argument("--fps", type=int, default=None,
-                      help="frames per second of the GIF / video (default 10) and the window's cap")
+                      help="frames per second of the GIF / video (default 10); in a window, the frame-rate cap "
+                           "(default: the scenario's render.fps, 60); the window's steps per second are "
+                           "render.steps_per_second (its pace slider)")
     run.set_defaults(func=cmd_run)
 
-    val = sub.add_parser("validate", help="check scenario files; print every problem")
-    val.add_argument("scenarios", nargs="+")
+    val = sub.add_parser("validate", help="check scenario files; print every problem",
+                         description="Load and validate scenario files without running them: every problem is "
+                                     "printed with its file, key path, value and the fix. Exit 0 when all are valid, "
+                                     "1 when one is not.")
+    val.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="scenario YAML files")
     val.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a scenario value (repeatable)")
     val.set_defaults(func=cmd_validate)
 
-    rep = sub.add_parser("replay", help="play back a recording made with run --record")
+    rep = sub.add_parser("replay", help="play back a recording made with run --record",
+                         description="Play back a recording (flocksim run --record F.h5) in a window with the "
+                                     "live run's panel and plots: Space play/pause, Left/Right step, Home/End, "
+                                     "drag the scrub bar, +/- speed, L loop, H help. Or to files with --gif / "
+                                     "--frames; --info only describes the file.")
     rep.add_argument("recording", help="an .h5 file written by flocksim run --record")
     rep.add_argument("--info", action="store_true", help="print what the file holds and exit")
     rep.add_argument("--gif", default=None, help="write the replay as an animated GIF instead of a window")
     rep.add_argument("--frames", default=None, help="write the replay as PNG frames into this folder")
-    rep.add_argument("--size", default=None, help="picture size WxH in pixels")
-    rep.add_argument("--fps", type=float, default=None, help="frames per second")
+    rep.add_argument("--size", default=None, help="picture / window size WxH in pixels (default: the scenario's "
+                                                  "render size, plus the panel in a window)")
+    rep.add_argument("--fps", type=float, default=None,
+                     help="recorded frames shown per second (default 10; the window's +/- change it)")
+    rep.add_argument("--loop", action="store_true", help="window: start again at the end (L toggles)")
     rep.set_defaults(func=cmd_replay)
 
     from .bench import add_bench_parser

@@ -69,6 +69,8 @@ class Rule:
         sums_velocities: the rule reads the velocity (and feature) columns of the sums; when
             False a backend may skip them (the Triton kernel does).
         is_boid: the rule moves boids (the metrics then include polarization and spacing).
+        fixed_fields: rule keys the formulation holds fixed (validation refuses other values;
+            a slider panel leaves them out).
     """
 
     name: ClassVar[str]
@@ -78,6 +80,7 @@ class Rule:
     converges: ClassVar[bool] = False
     sums_velocities: ClassVar[bool] = True
     is_boid: ClassVar[bool] = False
+    fixed_fields: ClassVar[tuple[str, ...]] = ()
 
     def kernels(self, params: "Params") -> list[Kernel]:
         raise NotImplementedError
@@ -115,6 +118,16 @@ def rule_name(scenario) -> str:
 
 def rule_class(scenario) -> type[Rule]:
     return RULES[rule_name(scenario)]
+
+
+def converges(scenario) -> bool:
+    """True when ``scenario``'s rule runs until it converges (mean shift)."""
+    return rule_class(scenario).converges
+
+
+def moves_boids(scenario) -> bool:
+    """True when ``scenario``'s rule moves boids (polarization and spacing mean something)."""
+    return rule_class(scenario).is_boid
 
 
 def rule_for(scenario) -> Rule:
@@ -235,6 +248,7 @@ class NetLogoRule(BoidRule):
     name = "netlogo"
     update_kind = "vel"
     constant_speed = True
+    fixed_fields = ("field_of_view",)       # NetLogo's turtles see all around
 
     @classmethod
     def check(cls, scenario):
@@ -373,5 +387,5 @@ def meanshift_kernels(rules) -> list[Kernel]:
     return [Kernel(rules.kernel, radius=rules.radius or h, exclude_self=False)]
 
 
-__all__ = ["RULES", "Rule", "UPDATE_KINDS", "Update", "meanshift_kernels", "register_rule", "rule_class",
-           "rule_for", "rule_name"]
+__all__ = ["RULES", "Rule", "UPDATE_KINDS", "Update", "converges", "meanshift_kernels", "moves_boids", "register_rule",
+           "rule_class", "rule_for", "rule_name"]

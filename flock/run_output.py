@@ -2,7 +2,8 @@
 
 ``metrics.csv`` written row by row and flushed (an interrupted run keeps every row),
 ``final_state.npz`` (positions, velocities, groups, step) and the one-line summary
-printed at the end of a run.
+printed at the end of a run. Each run without ``--out`` gets a folder of its own
+(``new_run_folder``), and ``holds_a_run`` tells whether ``--out`` would overwrite one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,32 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+
+RUN_FILES = ("metrics.csv", "final_state.npz")
+
+
+def new_run_folder(name: str, root="runs") -> Path:
+    """Create and return ``root/<name>-<k>`` for the first k = 1, 2, ... not taken yet.
+
+    The folder is made with ``exist_ok=False``, so two runs started at once never get the same one.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    k = 1
+    while True:
+        path = root / f"{name}-{k}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            k += 1
+            continue
+        return path
+
+
+def holds_a_run(folder) -> bool:
+    """True when ``folder`` already holds what a run writes (metrics.csv or final_state.npz)."""
+    return any((Path(folder) / f).exists() for f in RUN_FILES)
 
 
 class MetricsCsvWriter:

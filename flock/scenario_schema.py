@@ -332,6 +332,9 @@ class RenderSpec(_Model):
     height: Annotated[int, Field(ge=64, le=MAX_PIXELS)] = 600
     fps: Annotated[int, Field(ge=1, le=MAX_FPS)] = 60
     steps_per_frame: Annotated[int, Field(ge=1, le=MAX_COUNT)] = 1
+    # the window's pace in steps per second (None: steps_per_frame every frame, as fast as
+    # the frame rate allows; a mean shift window then takes 2 a second so the collapse is seen)
+    steps_per_second: PositiveFloat | None = None
     trail: Annotated[int, Field(ge=0, le=MAX_TRAIL)] = 0
     color_by: Literal["group", "speed", "heading", "mode"] = "group"
     agent_size: PositiveFloat = 6.0
@@ -359,13 +362,7 @@ class Scenario(_Model):
     def source(self) -> Path | None:
         return self._source
 
-    @property
-    def is_meanshift(self) -> bool:
-        return self.rules.formulation == "meanshift"
 
-    @property
-    def is_boids(self) -> bool:
-        return self.rules.formulation in BOID_FORMULATIONS
 
     def base_dir(self) -> Path:
         return self._source.parent if self._source is not None else Path.cwd()

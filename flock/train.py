@@ -262,9 +262,11 @@ def add_train_parser(sub) -> None:
                                    "network to its accelerations, refine it by DAgger, and write the weights "
                                    "(safetensors), a scenario YAML that uses them and a loss curve.")
     p.add_argument("scenario", help="a scenario with boid rules (cohesion, alignment, separation)")
-    p.add_argument("--teacher", default="reynolds", choices=TEACHERS)
+    p.add_argument("--teacher", default="reynolds", choices=TEACHERS,
+                   help="the formulation the network learns to imitate (default: reynolds)")
     p.add_argument("--out", default="steer.safetensors", help="weights file (.safetensors)")
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS,
+                   help="adam, sgd, or path-sgd (Neyshabur et al. 2015, rescaling invariant)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: adam 1e-3, sgd / path-sgd 0.05)")
     p.add_argument("--epochs", type=int, default=30, help="epochs per fit (cloning and each DAgger round)")
     p.add_argument("--rounds", type=int, default=2, help="DAgger rounds after behaviour cloning")
@@ -272,9 +274,10 @@ def add_train_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=300, help="steps per rollout")
     p.add_argument("--every", type=int, default=5, help="record every K steps")
     p.add_argument("--hidden", default="64,64", help="hidden layer widths, comma-separated")
-    p.add_argument("--activation", default="relu", choices=["relu", "tanh", "identity"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--activation", default="relu", choices=["relu", "tanh", "identity"],
+                   help="activation between the linear layers (path-sgd needs relu or identity)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rollouts and the network's initial weights")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (where rollouts and training run)")
     p.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a scenario value (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -2,9 +2,11 @@
 
 Two paths put agents on the screen:
 
-- triangles (at most ``LARGE_N`` boids): every agent is a small filled triangle pointing
+- shapes (at most ``LARGE_N`` boids): every agent is a small filled polygon pointing
   along its velocity, one ``pygame.draw.polygon`` per agent; the vertices of all agents
-  come from one tensor expression.
+  come from one tensor expression. Group 0 are triangles; every other group (a species,
+  such as predators) has its own shape (dart, diamond), is drawn ``SPECIES_SCALE`` times
+  larger with a light outline, and on top, so a few predators stand out in a flock.
 - pixels (above ``LARGE_N``, and always for mean shift points): positions become pixel
   indices in one tensor operation, are written into an RGB image tensor (a dot of
   ``dot`` x ``dot`` pixels per agent) and the image is blitted in one call. No Python
@@ -12,7 +14,8 @@ Two paths put agents on the screen:
 
 Both paths put an agent at screen position (sx, sy) on pixel (floor(sx), floor(sy)).
 Colours: by group, by speed, by heading, or (mean shift) by the mode a point ends on,
-with the modes marked by crosses as the fastai lesson's ``plot_data``. In 3D the colour
+with the modes marked by crosses as the fastai lesson's ``plot_data``. ``draw_legend``
+says what the colours (and shapes) mean. In 3D the colour
 is shaded by depth (far is darker) and near agents are drawn over far ones.
 """
 
@@ -29,6 +32,7 @@ from flock.metrics import find_modes
 from flock.obstacles import attractor_forces
 
 from .view import View
+from flock.formulations import converges
 
 LARGE_N = 3000          # above this many agents no per-agent draw calls are made
 TRAIL_POINTS = 400_000  # at most this many trail dots per frame
@@ -38,10 +42,30 @@ BOX_COLOR = (60, 66, 84)
 OBSTACLE_FILL = (48, 54, 70)
 OBSTACLE_EDGE = (125, 134, 158)
 TEXT_COLOR = (225, 228, 235)
-GROUP_PALETTE = [(255, 193, 7), (79, 195, 247), (239, 83, 80), (102, 187, 106), (186, 104, 200),
+# group 1 (predators in the scenarios) is red, so it reads as the odd one out next to group 0
+GROUP_PALETTE = [(255, 193, 7), (239, 83, 80), (79, 195, 247), (102, 187, 106), (186, 104, 200),
                  (255, 138, 101), (77, 208, 225), (212, 225, 87), (240, 98, 146), (161, 136, 127)]
 SPEED_ANCHORS = [(60, 90, 220), (40, 180, 210), (110, 215, 110), (250, 215, 60), (250, 90, 60)]
 COLOR_MODES = ("group", "speed", "heading", "mode")
+# polygon templates in units of the agent size: (along the heading, across it); (0, 0) is inside each
+TRIANGLE = ((0.6, 0.0), (-0.4, 0.35), (-0.4, -0.35))
+DART = ((0.6, 0.0), (-0.4, 0.45), (-0.15, 0.0), (-0.4, -0.45))
+DIAMOND = ((0.6, 0.0), (0.0, 0.3), (-0.4, 0.0), (0.0, -0.3))
+SPECIES_SHAPES = (DART, DIAMOND)
+SPECIES_SCALE = 2.2       # other groups are drawn this many times larger than group 0
+SPECIES_MIN_SIZE = 11.0   # px: and at least this large
+OUTLINE_COLOR = (235, 238, 245)
+PREDATOR_COLOR = (240, 70, 70)
+ATTRACTOR_COLOR = (90, 220, 120)
+
+
+def group_names(scenario) -> list[str]:
+    """The name of every group: ``agents.name`` (default "flock") then each species'."""
+    return [scenario.agents.name or "flock"] + [sp.name for sp in scenario.species or []]
+
+
+def group_shape(group: int) -> tuple[tuple[float, float], ...]:
+    return TRIANGLE if group == 0 else SPECIES_SHAPES[(group - 1) % len(SPECIES_SHAPES)]
 
 
 # ---------------------------------------------------------------- colours
@@ -110,22 +134,29 @@ def shade_by_depth(colors: torch.Tensor, depth: torch.Tensor, extent: float, dar
 # ---------------------------------------------------------------- geometry and pixels
 
 
-def triangle_vertices(screen: torch.Tensor, direction: torch.Tensor, size: float) -> torch.Tensor:
-    """[N, 3, 2] vertices of triangles of length ``size`` px centred near ``screen``, tip along ``direction``.
+def shape_vertices(screen: torch.Tensor, direction: torch.Tensor, size: float,
+                   template=TRIANGLE) -> torch.Tensor:
+    """[N, V, 2] vertices of ``template`` polygons of length ``size`` px at ``screen``, tip along ``direction``.
 
-    The agent's point lies inside its triangle (0.6 x size behind the tip, 0.4 x size in
-    front of the base), so the pixel under it is covered, as in the pixel path.
+    The agent's point is the template's (0, 0), inside the polygon (for the triangle: 0.6 x
+    size behind the tip, 0.4 x size in front of the base), so the pixel under it is covered,
+    as in the pixel path.
 
     Args:
         screen: [N, 2] screen positions, px. direction: [N, 2] screen directions (any length; 0 -> up).
+        template: V (along, across) vertices in units of ``size``.
     """
     norm = torch.linalg.vector_norm(direction, dim=1, keepdim=True)
     up = torch.tensor([0.0, -1.0], device=screen.device, dtype=screen.dtype).expand_as(direction)
     h = torch.where(norm > 0, direction / torch.where(norm > 0, norm, torch.ones_like(norm)), up)
     n = torch.stack([-h[:, 1], h[:, 0]], dim=1)
-    tip = screen + h * (0.6 * size)
-    back = screen - h * (0.4 * size)
-    return torch.stack([tip, back + n * (0.35 * size), back - n * (0.35 * size)], dim=1)
+    t = torch.as_tensor(template, device=screen.device, dtype=screen.dtype) * size
+    return screen[:, None, :] + t[None, :, 0:1] * h[:, None, :] + t[None, :, 1:2] * n[:, None, :]
+
+
+def triangle_vertices(screen: torch.Tensor, direction: torch.Tensor, size: float) -> torch.Tensor:
+    """[N, 3, 2] triangles (``shape_vertices`` with ``TRIANGLE``)."""
+    return shape_vertices(screen, direction, size, TRIANGLE)
 
 
 def pixel_indices(screen: torch.Tensor, width: int, height: int, dot: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,11 +204,17 @@ def blit_image(surface: pygame.Surface, image: torch.Tensor) -> None:
     surface.blit(pygame.image.frombuffer(array, (width, height), "RGB"), (0, 0))
 
 
-def draw_triangles(surface: pygame.Surface, vertices: torch.Tensor, colors: torch.Tensor) -> None:
-    """One filled polygon per agent. vertices: [N, 3, 2] px; colors: [N, 3] uint8."""
+def draw_triangles(surface: pygame.Surface, vertices: torch.Tensor, colors: torch.Tensor,
+                   outline=None) -> None:
+    """One filled polygon per agent (and a 1 px ``outline`` colour around it, if given).
+
+    vertices: [N, V, 2] px; colors: [N, 3] uint8.
+    """
     polygon = pygame.draw.polygon
     for verts, color in zip(vertices.cpu().tolist(), colors.cpu().tolist()):
         polygon(surface, color, verts)
+        if outline is not None:
+            polygon(surface, outline, verts, 1)
 
 
 def draw_cross(surface: pygame.Surface, xy, size: float = 9.0, gap: float = 3.0) -> None:
@@ -310,7 +347,7 @@ class Renderer:
     # ------------------------------------------------------------ settings
 
     def color_modes(self, sim) -> tuple[str, ...]:
-        return COLOR_MODES if sim.scenario.is_meanshift else COLOR_MODES[:3]
+        return COLOR_MODES if converges(sim.scenario) else COLOR_MODES[:3]
 
     def cycle_color(self, sim) -> str:
         modes = self.color_modes(sim)
@@ -328,7 +365,7 @@ class Renderer:
 
     def uses_pixels(self, sim) -> bool:
         """True when agents are drawn by the pixel path (large N, or mean shift points)."""
-        return sim.scenario.is_meanshift or sim.state.n_agents > self.large_n
+        return converges(sim.scenario) or sim.state.n_agents > self.large_n
 
     def dot_size(self, sim) -> int:
         n = sim.state.n_agents
@@ -343,10 +380,10 @@ class Renderer:
         state = sim.state
         mode = self.color_by
         if mode == "speed":
-            return speed_colors(state.vel, sim.scenario.agents.max_speed if not sim.scenario.is_meanshift else None)
+            return speed_colors(state.vel, sim.scenario.agents.max_speed if not converges(sim.scenario) else None)
         if mode == "heading":
             return heading_colors(screen_dir)
-        if mode == "mode" and sim.scenario.is_meanshift and self.modes.labels is not None \
+        if mode == "mode" and converges(sim.scenario) and self.modes.labels is not None \
                 and self.modes.labels.shape[0] == state.n_agents:
             return palette_colors(self.modes.labels)
         return palette_colors(state.group)
@@ -382,15 +419,16 @@ class Renderer:
         plane, depth = view.project(pos)
         screen = view.plane_to_screen(plane)
         screen_dir = view.direction_to_screen(vel)
-        if sim.scenario.is_meanshift and self.color_by == "mode":
+        if converges(sim.scenario) and self.color_by == "mode":
             self.modes.update(sim, allow_predict=allow_mode_predict)
         colors = self.colors(sim, screen_dir)
         trail_colors = colors
+        groups = state.group
         if depth is not None and n:
             extent = 0.5 * math.sqrt(sum(s * s for s in view.box_size))
             colors = shade_by_depth(colors, depth, extent)
             order = torch.argsort(depth)  # far first, so near agents are drawn over them
-            screen, screen_dir, colors = screen[order], screen_dir[order], colors[order]
+            screen, screen_dir, colors, groups = screen[order], screen_dir[order], colors[order], groups[order]
 
         pixels = self.uses_pixels(sim)
         if self.trails_on:
@@ -410,9 +448,9 @@ class Renderer:
             for a, b in view.box_edges():
                 pygame.draw.line(surface, BOX_COLOR, a.tolist(), b.tolist(), 1)
         self._draw_obstacles(surface, sim.scenario.obstacles or [], pos)
-        if not pixels and n:
-            draw_triangles(surface, triangle_vertices(screen, screen_dir, self.agent_size), colors)
-        if sim.scenario.is_meanshift and self.color_by == "mode" and self.modes.centers is not None:
+        if n:
+            self._draw_shapes(surface, sim, screen, screen_dir, colors, groups, pixels)
+        if converges(sim.scenario) and self.color_by == "mode" and self.modes.centers is not None:
             for xy in view.world_to_screen(self.modes.centers.to(pos.dtype)).cpu().tolist():
                 draw_cross(surface, xy)
         forces = attractor_forces(sim.scenario, sim.time) if sim.scenario.attractors else []
@@ -420,6 +458,88 @@ class Renderer:
             self._draw_point_force(surface, force, pos)
         if hud:
             self.draw_text(surface, hud, (8, 6))
+
+    def species_size(self) -> float:
+        """Length px of the agents of groups other than 0."""
+        return max(SPECIES_SCALE * self.agent_size, SPECIES_MIN_SIZE)
+
+    def _draw_shapes(self, surface, sim, screen, screen_dir, colors, groups, pixels: bool) -> None:
+        """Group 0 as triangles (unless drawn as pixels), then each other group in its own
+        shape, larger and outlined (also over the pixel path, while that group is small)."""
+        if not sim.scenario.species:
+            if not pixels:
+                draw_triangles(surface, triangle_vertices(screen, screen_dir, self.agent_size), colors)
+            return
+        present = torch.unique(groups).tolist()
+        for g in sorted(present):
+            mask = groups == g
+            if g == 0:
+                if not pixels:
+                    draw_triangles(surface, triangle_vertices(screen[mask], screen_dir[mask], self.agent_size),
+                                   colors[mask])
+                continue
+            if pixels and int(mask.sum()) > self.large_n:
+                continue
+            verts = shape_vertices(screen[mask], screen_dir[mask], self.species_size(), group_shape(g))
+            draw_triangles(surface, verts, colors[mask], outline=OUTLINE_COLOR)
+
+    def legend_rows(self, sim) -> list[tuple[str, object, str]]:
+        """What the picture's colours and shapes mean: (kind, what to draw, text) rows, kind one of
+        'group' (a group id), 'bar' (a [256, 3] colour table and its end labels), 'cross', 'text'."""
+        sc = sim.scenario
+        mode = self.color_by if self.color_by in self.color_modes(sim) else "group"
+        if mode == "speed":
+            top = sc.agents.max_speed if not converges(sc) else None
+            if not top:  # speed_colors scales by the fastest agent then
+                top = float(torch.linalg.vector_norm(sim.state.vel, dim=1).max()) if sim.state.n_agents else 1.0
+            return [("text", None, "colour: speed"), ("bar", ("speed", "0", f"{top:.3g}"), "")]
+        if mode == "heading":
+            return [("text", None, "colour: heading on screen"), ("bar", ("heading", "E   N   W   S", "E"), "")]
+        if mode == "mode" and converges(sc):
+            found = self.modes.centers
+            return [("text", None, "colour: the mode each point ends on"),
+                    ("cross", None, f"a mode ({'?' if found is None else found.shape[0]} found)")]
+        names = group_names(sc)
+        counts = torch.bincount(sim.state.group.long(), minlength=len(names)).tolist() if sim.state.n_agents \
+            else [0] * len(names)
+        return [("group", g, f"{names[g] if g < len(names) else f'group {g}'}: {counts[g]:,}")
+                for g in range(len(counts))]
+
+    def draw_legend(self, surface: pygame.Surface, rect: pygame.Rect, sim, extra=()) -> int:
+        """The legend rows (and ``extra`` rows, same form) from ``rect``'s top left; returns the height used."""
+        font = self.font()
+        step = font.get_linesize() + 4
+        y = rect.y
+        for kind, what, text in list(self.legend_rows(sim)) + list(extra):
+            if y + step > rect.bottom:
+                break
+            cx, cy = rect.x + 12, y + step // 2
+            if kind == "group":
+                size = self.agent_size * 2 if what == 0 else self.species_size()
+                verts = shape_vertices(torch.tensor([[cx, cy]], dtype=torch.float32), torch.tensor([[1.0, 0.0]]),
+                                       min(size, step + 4), group_shape(what))
+                color = palette_colors(torch.tensor([what]))
+                draw_triangles(surface, verts, color, outline=OUTLINE_COLOR if what else None)
+            elif kind == "bar":
+                name, left, right = what
+                bar = pygame.Rect(rect.x + 4, y + 2, rect.width - 8, step - 8)
+                lut = _cached_lut(name, torch.device("cpu"))
+                for i in range(bar.width):
+                    color = lut[i * (len(lut) - 1) // max(1, bar.width - 1)].tolist()
+                    pygame.draw.line(surface, color, (bar.x + i, bar.y), (bar.x + i, bar.bottom - 1))
+                y += step
+                surface.blit(font.render(left, True, TEXT_COLOR), (bar.x, y))
+                label = font.render(right, True, TEXT_COLOR)
+                surface.blit(label, (bar.right - label.get_width(), y))
+            elif kind == "cross":
+                draw_cross(surface, (cx, cy), size=7.0, gap=2.0)
+            elif kind == "ring":
+                pygame.draw.circle(surface, what, (cx, cy), 6, 2)
+            if text:
+                surface.blit(font.render(text, True, TEXT_COLOR), (rect.x + 28 if kind != "text" else rect.x + 4,
+                                                                   y + 2))
+            y += step
+        return y - rect.y
 
     def _splat_trails(self, image: torch.Tensor, colors: torch.Tensor) -> None:
         """Past positions as 1-px dots in the agents' colours, fading into the background with age."""
@@ -461,7 +581,7 @@ class Renderer:
     def _draw_point_force(self, surface: pygame.Surface, force: PointForce, like: torch.Tensor) -> None:
         centre = torch.as_tensor([force.center], dtype=like.dtype, device=like.device)
         xy = self.view.world_to_screen(centre)[0].tolist()
-        color = (90, 220, 120) if force.strength > 0 else (240, 70, 70)
+        color = ATTRACTOR_COLOR if force.strength > 0 else PREDATOR_COLOR
         radius_px = force.radius * self.view.scale if math.isfinite(force.radius) else 0
         if 2 < radius_px < 4 * max(surface.get_size()):
             pygame.draw.circle(surface, color, xy, radius_px, 1)

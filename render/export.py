@@ -16,6 +16,7 @@ from PIL import Image
 
 from .draw import Renderer
 from .view import View
+from flock.formulations import converges
 
 VIDEO_HELP = "--video needs the optional imageio-ffmpeg package: pip install imageio-ffmpeg"
 GIF_HOLD_MS = 1500  # the last GIF frame stays this long before the loop starts again
@@ -96,7 +97,7 @@ class FrameWriter:
     def hud_lines(self, sim) -> list[str]:
         name = sim.scenario.name or "scenario"
         text = f"{name}   step {sim.step_count}   {sim.state.n_agents:,} agents"
-        if sim.scenario.is_meanshift and self.renderer.modes.centers is not None:
+        if converges(sim.scenario) and self.renderer.modes.centers is not None:
             text += f"   {self.renderer.modes.centers.shape[0]} modes"
         return [text]
 

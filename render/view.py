@@ -54,19 +54,32 @@ class View:
 
     def fit(self) -> None:
         """Zoom and pan so the whole box is visible (in 3D: at any rotation)."""
+        self.center = (self.box_center[0], self.box_center[1]) if self.dims == 2 else (0.0, 0.0)
+        self.scale = self.fit_scale(self.width, self.height)
+
+    def fit_scale(self, width: int, height: int) -> float:
+        """Pixels per world unit that fit the whole box on a ``width`` x ``height`` screen."""
         if self.dims == 2:
             extent = self.box_size
-            self.center = (self.box_center[0], self.box_center[1])
         else:
             diag = math.sqrt(sum(s * s for s in self.box_size))
             extent = (diag, diag)
-            self.center = (0.0, 0.0)
         free = 1 - 2 * self.margin
-        self.scale = max(self.MIN_SCALE, min(self.width * free / extent[0], self.height * free / extent[1]))
+        return max(self.MIN_SCALE, min(width * free / extent[0], height * free / extent[1]))
 
-    def resize(self, width: int, height: int) -> None:
-        """A new screen size; the plane point at the screen centre stays there."""
-        self.width, self.height = int(width), int(height)
+    def resize(self, width: int, height: int, *, keep_zoom: bool = False) -> None:
+        """A new screen size; the plane point at the screen centre stays there.
+
+        Args:
+            keep_zoom: scale the picture with the screen (the zoom relative to a fitted view
+                stays), as when the window is resized or the panel collapses; else the scale
+                in pixels per world unit stays.
+        """
+        width, height = max(1, int(width)), max(1, int(height))
+        if keep_zoom:
+            zoom = self.scale / self.fit_scale(self.width, self.height)
+            self.scale = max(self.MIN_SCALE, zoom * self.fit_scale(width, height))
+        self.width, self.height = width, height
 
     def rotation(self, like: torch.Tensor | None = None) -> torch.Tensor:
         """[3, 3] world -> view rotation (yaw about z, then pitch about the view's x axis)."""

@@ -108,7 +108,7 @@ def test_a_slider_move_changes_the_parameter_the_next_step_uses(sim, tmp_path):
     win = open_window(sim, tmp_path)
     key(pygame.K_SPACE)
     win.frame()
-    slider = win.panel.slider("rules.separation.weight")
+    slider = win.panel.reveal("rules.separation.weight")
     x = slider.x_for(12.0)
     click((x, slider.track.centery))
     win.frame()
@@ -129,7 +129,7 @@ def test_a_slider_move_changes_the_parameter_the_next_step_uses(sim, tmp_path):
 
 def test_p_writes_a_scenario_that_validates_and_rebuilds_the_parameters(sim, tmp_path, capsys):
     win = open_window(sim, tmp_path)
-    slider = win.panel.slider("agents.max_speed")
+    slider = win.panel.reveal("agents.max_speed")
     click((slider.x_for(7.5), slider.track.centery))
     key(pygame.K_p)
     win.frame()
@@ -179,12 +179,13 @@ def test_screenshot_wheel_colours_trails_help_and_quit(sim, tmp_path):
     scale = win.view.scale
     post(pygame.MOUSEMOTION, pos=(300, 200), rel=(0, 0), buttons=(0, 0, 0))
     post(pygame.MOUSEWHEEL, x=0, y=2)
+    win.frame()
+    assert win.view.scale == pytest.approx(scale * 1.15 ** 2)
     for k in (pygame.K_c, pygame.K_t, pygame.K_h, pygame.K_TAB, pygame.K_s):
         key(k)
     win.frame()
-    assert win.view.scale == pytest.approx(scale * 1.15 ** 2)
     assert win.renderer.color_by == "speed" and win.renderer.trails_on and win.show_help
-    assert not win.panel.visible
+    assert not win.panel.visible and win.layout.panel_rect is None and win.layout.field.size == SIZE
     (shot,) = tmp_path.glob("screenshot_*.png")
     assert pygame.image.load(str(shot)).get_size() == SIZE
     key(pygame.K_ESCAPE)
@@ -221,7 +222,7 @@ def test_run_window_closes_by_itself_after_steps_and_writes_the_run(sim, tmp_pat
 
 def test_mean_shift_window_stops_when_converged(tmp_path):
     sim = flock.Simulation.from_scenario("scenarios/meanshift_seed.yaml", device="cpu")
-    assert run_window(sim, steps=50, out=tmp_path, allow_dummy=True) == 0
+    assert run_window(sim, steps=50, out=tmp_path, allow_dummy=True, paused=False, steps_per_second=None) == 0
     assert sim.done and sim.step_count < 50
 
 
