@@ -375,9 +375,10 @@ def _model_of(annotation) -> type[BaseModel] | None:
     return models[0] if len(models) == 1 else None
 
 
-def _walk(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
-    """Display path of a pydantic error location (union tags dropped) and the model it ends in."""
-    model: type[BaseModel] | None = Scenario
+def _walk(loc: tuple, root: type[BaseModel] | None = None) -> tuple[list[str], type[BaseModel] | None]:
+    """Display path of a pydantic error location (union tags dropped) and the model it ends in
+    (``root``: the model the location starts from, default ``Scenario``)."""
+    model: type[BaseModel] | None = Scenario if root is None else root
     path: list[str] = []
     items = list(loc)
     i = 0
@@ -399,20 +400,21 @@ def _walk(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
     return path, model
 
 
-def _message(error: dict) -> tuple[str, str]:
-    """(key path, message) for one pydantic error."""
+def _message(error: dict, root: type[BaseModel] | None = None) -> tuple[str, str]:
+    """(key path, message) for one pydantic error of ``root`` (default ``Scenario``; flock.sweep_spec
+    passes its own models)."""
     kind = error["type"]
     loc = tuple(error["loc"])
     value = error.get("input")
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
-        path, parent = _walk(loc[:-1])
+        path, parent = _walk(loc[:-1], root)
         key = str(loc[-1])
         known = list(parent.model_fields) if parent is not None else []
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else (f"; known keys: {', '.join(known)}" if known else "")
         return ".".join(path + [key]), f"unknown key '{key}'{hint}"
-    path, _ = _walk(loc)
+    path, _ = _walk(loc, root)
     where = ".".join(path) or "(top level)"
     if kind == "missing":
         return where, "required key is missing"
@@ -718,6 +720,38 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def set_key_path(data: dict, parts: list[str], value: Any, *, label: str) -> None:
+    """Set ``value`` at the key path ``parts`` of scenario data in place (list items by index;
+    missing mappings are created), as ``--set`` does.
+
+    Raises:
+        ScenarioError: ``{label}: {path}: ...`` when the path walks into a number or string,
+        or past the end of a list.
+    """
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[:depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ScenarioError(f"{label}: {where}: expected an index below {len(node)}, got {part!r}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                elif not isinstance(node[part], (dict, list)):
+                    raise ScenarioError(f"{label}: {where}: is a value, not a mapping")
+                node = node[part]
+        else:
+            raise ScenarioError(f"{label}: {'.'.join(parts[:depth])}: is a value, not a mapping")
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """``data`` with each ``key.path=value`` applied (values parsed as YAML; list items by index).
 
@@ -727,28 +761,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     data = copy.deepcopy(data)
     for item in overrides:
         parts, value = _parse_override(item)
-        node: Any = data
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            where = ".".join(parts[:depth + 1])
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise ScenarioError(f"--set {item}: {where}: expected an index below {len(node)}, got {part!r}")
-                if last:
-                    node[int(part)] = value
-                else:
-                    node = node[int(part)]
-            elif isinstance(node, dict):
-                if last:
-                    node[part] = value
-                else:
-                    if node.get(part) is None:
-                        node[part] = {}
-                    elif not isinstance(node[part], (dict, list)):
-                        raise ScenarioError(f"--set {item}: {where}: is a value, not a mapping")
-                    node = node[part]
-            else:
-                raise ScenarioError(f"--set {item}: {'.'.join(parts[:depth])}: is a value, not a mapping")
+        set_key_path(data, parts, value, label=f"--set {item}")
     return data
 
 
