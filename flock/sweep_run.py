@@ -465,10 +465,10 @@ def prepare(sweep: Sweep, *, out: str | Path | None = None, workers: int | None 
     """
     rs = sweep.spec.run
     recorded, batchable = probe(sweep, rs.backend)
-    if sweep.spec.metrics is None:
+    if sweep.metrics is None:
         keep = {name: MetricKeep() for name in recorded if name not in NOT_KEPT}
     else:
-        keep = dict(sweep.spec.metrics)
+        keep = dict(sweep.metrics)
         missing = [n for n in keep if n not in recorded]
         if missing:
             origin = sweep.source or "<sweep>"

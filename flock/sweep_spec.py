@@ -101,7 +101,7 @@ class SweepFile(_Model):
     replicates: Annotated[int, Field(ge=1)] = 1
     seed: Annotated[int, Field(ge=0)] = 0
     steps: Annotated[int, Field(ge=0)] | None = None
-    metrics: dict[str, MetricKeep] | None = None
+    metrics: dict[str, Any] | None = None  # {name: MetricKeep}, checked one by one
     out: str | None = None
     run: SweepRunSpec = Field(default_factory=SweepRunSpec)
 
@@ -294,13 +294,14 @@ class Sweep:
     Attributes:
         spec: the validated file. source: the sweep file (None when built from data).
         parameters: the swept key paths, in file order. points: every point with its runs.
-        steps: steps per run (None: each point scenario's run.steps).
+        metrics: what to keep of each metric (None: the final value of every metric).
     """
 
     spec: SweepFile
     source: Path | None
     parameters: list[Parameter]
     points: list[Point]
+    metrics: dict[str, MetricKeep] | None = None
 
     @property
     def name(self) -> str:
@@ -332,8 +333,8 @@ class Sweep:
         and how replicates are batched); ``--resume`` refuses a folder made by a different sweep."""
         payload = {"manifest": self.manifest_rows(), "steps": [self.steps_of(p) for p in self.points],
                    "scenarios": [p.scenario.to_dict() for p in self.points],
-                   "metrics": None if self.spec.metrics is None else
-                   {k: v.model_dump() for k, v in self.spec.metrics.items()},
+                   "metrics": None if self.metrics is None else
+                   {k: v.model_dump() for k, v in self.metrics.items()},
                    "run": self.spec.run.model_dump(include={"device", "dtype", "backend", "batch_replicates"})}
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -380,10 +381,7 @@ def build_sweep(data: Any, *, source: str | Path | None = None) -> Sweep:
     for key in spec.set:
         if key in spec.parameters:
             problems.append((f"set.{key}", "is also a swept parameter; keep it in one place"))
-    if spec.metrics is not None:
-        for name, keep in spec.metrics.items():
-            if not (keep.final or keep.series or keep.mean_last is not None):
-                problems.append((f"metrics.{name}", "keeps nothing: set final: true, mean_last: K or series: true"))
+    keep = _parse_metrics(spec.metrics, problems)
     if problems:
         _raise(origin, problems)
     base, base_file = _base_data(spec, origin, source)
@@ -402,7 +400,23 @@ def build_sweep(data: Any, *, source: str | Path | None = None) -> Sweep:
         runs = [Run(index * spec.replicates + r, index, r, run_seed(spec.seed, index * spec.replicates + r))
                 for r in range(spec.replicates)]
         points.append(Point(index, point_values, scenario, runs))
-    return Sweep(spec, source, params, points)
+    return Sweep(spec, source, params, points, keep)
+
+
+def _parse_metrics(metrics: dict | None, problems: list) -> dict[str, MetricKeep] | None:
+    if metrics is None:
+        return None
+    keep = {}
+    for name, value in metrics.items():
+        where = f"metrics.{name}"
+        try:
+            keep[name] = k = MetricKeep.model_validate(value)
+        except ValidationError as exc:
+            problems.extend(_prefixed(where, _message(e, MetricKeep)) for e in exc.errors())
+            continue
+        if not (k.final or k.series or k.mean_last is not None):
+            problems.append((where, "keeps nothing: set final: true, mean_last: K or series: true"))
+    return keep
 
 
 def load_sweep(path: str | Path) -> Sweep:
