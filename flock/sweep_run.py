@@ -156,10 +156,14 @@ def execute_task(task: Task) -> tuple[list[dict[str, Any]], float]:
 
 
 def _set_threads(threads: int | None) -> None:
+    """torch's (and numba's, when loaded) threads for the runs of this process."""
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
+        numba = sys.modules.get("numba")
+        if numba is not None:
+            numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
 
 
 def _execute_in_worker(task: Task) -> tuple[list[dict[str, Any]], float]:
