@@ -207,6 +207,7 @@ def test_a_killed_sweep_resumes_to_exactly_one_row_per_run(tmp_path):
     assert table.slice(0, before.num_rows).to_pylist() == before.to_pylist()  # kept rows are untouched
 
 
+@pytest.mark.slow
 def test_the_example_sweep_runs_small_and_plots(tmp_path):
     path = ROOT / "scenarios/sweeps/boids_torus_weights.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -240,3 +241,11 @@ def test_cli_dry_run_errors_and_plot(tmp_path, capsys):
     assert (tmp_path / "out" / "mean_speed.png").is_file()
     assert main(["sweep", str(sweep_file), "--plot", "nope"]) == 2
     assert "--plot: 'nope': expected one of the results' columns" in capsys.readouterr().err
+
+
+def test_ray_missing_is_a_clear_error(monkeypatch):
+    from flock.sweep_run import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray looks like
+    with pytest.raises(flock.ScenarioError, match=r"Ray is not installed .*pip install 'flocksim\[ray\]'"):
+        import_ray()
