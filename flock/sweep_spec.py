@@ -93,7 +93,7 @@ class SweepFile(_Model):
 
     name: str | None = None
     description: str | None = None
-    base: str | dict
+    base: Any  # a path or an inline scenario mapping, checked in build_sweep
     set: dict[str, Any] = Field(default_factory=dict)
     parameters: dict[str, Any]
     method: Literal["grid", "random", "lhs"] = "grid"
@@ -131,7 +131,7 @@ class LogUniformSample(_Model):
 
 class ChoiceSample(_Model):
     sample: Literal["choice"]
-    values: Annotated[list, Field(min_length=1)]
+    values: list
 
 
 _SAMPLE_MODELS = {"uniform": UniformSample, "loguniform": LogUniformSample, "choice": ChoiceSample}
@@ -213,6 +213,8 @@ def _parse_parameter(key: str, value: Any, method: str) -> tuple[Parameter | Non
             dist = model.model_validate(value)
         except ValidationError as exc:
             return None, [_prefixed(where, _message(e, model)) for e in exc.errors()]
+        if isinstance(dist, ChoiceSample) and not dist.values:
+            return None, [(f"{where}.values", "expected at least one value, got []")]
         if not isinstance(dist, ChoiceSample) and dist.high <= dist.low:
             return None, [(f"{where}.high", f"expected a number > low ({dist.low:g}), got {dist.high:g}")]
         if method == "grid":
@@ -367,6 +369,9 @@ def build_sweep(data: Any, *, source: str | Path | None = None) -> Sweep:
     except ValidationError as exc:
         _raise(origin, [_message(e, SweepFile) for e in exc.errors()])
     problems: list[tuple[str, str]] = []
+    if not isinstance(spec.base, (str, dict)):
+        problems.append(("base", f"expected the path of a scenario file or an inline scenario mapping, "
+                                 f"got {_describe(spec.base)}"))
     params = []
     for key, value in spec.parameters.items():
         param, found = _parse_parameter(key, value, spec.method)

@@ -92,6 +92,10 @@ def test_bad_ranges(tmp_path, spec, where, what):
     ({"metrics": {"polarization": {"mean_lst": 3}}},
      "metrics.polarization.mean_lst: unknown key 'mean_lst'; did you mean 'mean_last'?"),
     ({"base": "nowhere.yaml"}, "base: file not found: "),
+    ({"base": 3}, "base: expected the path of a scenario file or an inline scenario mapping, got 3"),
+    ({"parameters": {"world.boundary": {"sample": "choice", "values": []}}},
+     "parameters.world.boundary.values: expected at least one value, got []"),
+    ({"run": {"wokers": 2}}, "run.wokers: unknown key 'wokers'; did you mean 'workers'?"),
 ])
 def test_bad_sweep_keys(tmp_path, change, line):
     msg = _error(_data(**change), tmp_path)
