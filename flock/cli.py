@@ -5,6 +5,7 @@
     flocksim run --resume DIR/ckpt_<step> [--steps N] [--record F.h5] [--checkpoint DIR] ...
     flocksim validate SCENARIO...
     flocksim replay F.h5 [--info]
+    flocksim sweep SWEEP.yaml [--workers N] [--ray-address ADDR] [--resume] [--dry-run] [--shard i/n]  (flock.sweep)
 
 Errors a user can cause print one clear message per problem and exit 2; no tracebacks.
 """
@@ -407,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_cluster_parser(sub)
     add_train_parser(sub)
+    from .sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 

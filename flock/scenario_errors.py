@@ -49,9 +49,10 @@ def _model_of(annotation) -> type[BaseModel] | None:
     return models[0] if len(models) == 1 else None
 
 
-def _walk(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
-    """Display path of a pydantic error location (union tags dropped) and the model it ends in."""
-    model: type[BaseModel] | None = Scenario
+def _walk(loc: tuple, root: type[BaseModel] | None = None) -> tuple[list[str], type[BaseModel] | None]:
+    """Display path of a pydantic error location (union tags dropped) and the model it ends in
+    (``root``: the model the location starts from, default ``Scenario``)."""
+    model: type[BaseModel] | None = Scenario if root is None else root
     path: list[str] = []
     items = list(loc)
     i = 0
@@ -73,20 +74,21 @@ def _walk(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
     return path, model
 
 
-def pydantic_message(error: dict) -> tuple[str, str]:
-    """(key path, message) for one pydantic error."""
+def pydantic_message(error: dict, root: type[BaseModel] | None = None) -> tuple[str, str]:
+    """(key path, message) for one pydantic error of ``root`` (default ``Scenario``; the sweep
+    file passes its own models)."""
     kind = error["type"]
     loc = tuple(error["loc"])
     value = error.get("input")
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
-        path, parent = _walk(loc[:-1])
+        path, parent = _walk(loc[:-1], root)
         key = str(loc[-1])
         known = list(parent.model_fields) if parent is not None else []
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else (f"; known keys: {', '.join(known)}" if known else "")
         return ".".join(path + [key]), f"unknown key '{key}'{hint}"
-    path, _ = _walk(loc)
+    path, _ = _walk(loc, root)
     where = ".".join(path) or "(top level)"
     if kind == "missing":
         return where, "required key is missing"

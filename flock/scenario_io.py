@@ -80,7 +80,7 @@ def _check_nodes(root: yaml.Node, path: Path) -> None:
         stack.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml(path: Path) -> Any:
     """The data of one YAML file, read with ``yaml.safe_load`` after the checks above."""
     raw = read_bytes(path, max_bytes=MAX_YAML_BYTES)
     try:
@@ -148,7 +148,7 @@ def read_scenario_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     if real in _chain:
         cycle = " -> ".join(str(p) for p in (*_chain, real))
         raise ScenarioError(f"{path}: extends: cycle: {cycle}")
-    data = _read_yaml(path)
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: (top level): expected a mapping of keys (world, agents, rules, ...), "
                             f"got {describe_value(data)}")
