@@ -24,6 +24,7 @@ Every rule reads its parameters from ``params.scenario`` when the step runs, and
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -99,6 +100,9 @@ class Rule:
 
 
 RULES: dict[str, type[Rule]] = {}
+# rules registered by a module of their own, imported the first time the name is asked for
+# (their module needs torch.nn and safetensors, which boid runs never load)
+RULE_MODULES: dict[str, str] = {"neural": "flock.neural"}
 
 
 def register_rule(cls: type[Rule]) -> type[Rule]:
@@ -116,8 +120,15 @@ def rule_name(scenario) -> str:
     return scenario.rules.formulation
 
 
+def lookup_rule(name: str) -> type[Rule]:
+    """The registered rule ``name`` (importing the module that registers it, if need be)."""
+    if name not in RULES and name in RULE_MODULES:
+        importlib.import_module(RULE_MODULES[name])
+    return RULES[name]
+
+
 def rule_class(scenario) -> type[Rule]:
-    return RULES[rule_name(scenario)]
+    return lookup_rule(rule_name(scenario))
 
 
 def converges(scenario) -> bool:
@@ -387,5 +398,5 @@ def meanshift_kernels(rules) -> list[Kernel]:
     return [Kernel(rules.kernel, radius=rules.radius or h, exclude_self=False)]
 
 
-__all__ = ["RULES", "Rule", "UPDATE_KINDS", "Update", "converges", "meanshift_kernels", "moves_boids", "register_rule",
+__all__ = ["RULES", "Rule", "UPDATE_KINDS", "Update", "converges", "lookup_rule", "meanshift_kernels", "moves_boids", "register_rule",
            "rule_class", "rule_for", "rule_name"]

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .input_files import ArrayProblem, load_array
-from .formulations import RULES, rule_class
+from .formulations import RULES, lookup_rule, rule_class
 from .names import DEVICE_NAMES
 from .scenario_errors import describe_value, pydantic_message, raise_problems
 from .scenario_schema import (AgentsSpec, BlobsInit, BoidRules, FileInit, InteractionsSpec, MeanShiftRules, Scenario,
@@ -99,7 +99,7 @@ def _check_world_features(sc: Scenario) -> list[tuple[str, str]]:
     if not extended:
         return problems
     form = sc.rules.formulation
-    top = RULES[form]
+    top = lookup_rule(form)
     if top.refuses_terms and (sc.obstacles is not None or sc.attractors is not None):
         key = "obstacles" if sc.obstacles is not None else "attractors"
         problems.append((key, f"the {form} formulation takes no extra forces (obstacles, attractors, walls); "

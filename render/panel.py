@@ -144,7 +144,7 @@ def _walk_rules(params: list[Param], model: BaseModel, prefix: str, owner: str |
         path = f"{prefix}.{name}"
         if isinstance(value, BaseModel):
             _walk_rules(params, value, path, owner)
-        elif name in getattr(RULES.get(getattr(model, "formulation", None)), "fixed_fields", ()):
+        elif name in getattr(RULES.get(getattr(model, "formulation", None), None), "fixed_fields", ()):
             continue   # e.g. NetLogo's turtles see all around: not a parameter of that model
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and name not in SKIPPED:
             params.append(_param(path, field, value, owner))

@@ -261,3 +261,14 @@ def test_an_interrupt_after_a_step_still_writes_its_metrics_row(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         sim.step(5)
     assert sim.step_count == 2 and sim.metrics["step"] == [0, 1, 2]
+
+
+def test_a_rule_in_a_module_of_its_own_is_found_without_importing_it_first():
+    import subprocess
+    import sys
+
+    code = ("from flock.scenario import load_scenario; "
+            f"sc = load_scenario({str(ROOT / 'scenarios' / 'neural_boids.yaml')!r}); print(sc.rules.formulation)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "neural"
