@@ -283,7 +283,7 @@ class RunSpec(_Model):
     seed: Annotated[int, Field(ge=0)] = 0
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"
-    backend: Literal["auto", "dense", "grid", "fused", "triton"] = "auto"
+    backend: Literal["auto", "dense", "grid", "fused", "triton", "numba"] = "auto"
 
 
 class MetricsSpec(_Model):
