@@ -61,6 +61,19 @@ def _check_run_args(args) -> str | None:
     return None
 
 
+def _apply_threads(args, scenario, n_agents: int, backend: str) -> bool:
+    """Set torch's and numba's threads from --threads, else run.threads, else the default; False on bad input."""
+    from .threads import set_threads
+
+    threads = args.threads if getattr(args, "threads", None) is not None else scenario.run.threads
+    try:
+        set_threads(threads, n_agents=n_agents, backend=backend)
+    except ValueError as exc:
+        print(f"--threads: {exc}; pass an integer >= 1", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_run(args) -> int:
     from .checkpoint import CheckpointError, CheckpointEvery, load_checkpoint
     from .recording import step_with_hooks
@@ -102,6 +115,8 @@ def cmd_run(args) -> int:
                                            backend=args.backend, seed=args.seed)
     except (ScenarioError, CheckpointError) as exc:
         print(exc, file=sys.stderr)
+        return 2
+    if not _apply_threads(args, sim.scenario, sim.state.n_agents, sim.backend):
         return 2
     # --steps (or run.steps) is the length of the whole run: a resumed run does what is left
     steps = args.steps if args.steps is not None else sim.scenario.run.steps
@@ -213,6 +228,8 @@ def cmd_run_ensemble(args) -> int:
     except ScenarioError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if not _apply_threads(args, scenario, ens.pos.shape[0] * ens.pos.shape[1], ens.backend):
+        return 2
     steps = args.steps if args.steps is not None else scenario.run.steps
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name or Path(args.scenario).stem}_ensemble"
     out.mkdir(parents=True, exist_ok=True)
@@ -297,7 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="auto | cpu | cuda (default: the scenario's)")
     run.add_argument("--dtype", default=None, choices=["float32", "float64"])
     run.add_argument("--seed", type=int, default=None)
-    run.add_argument("--backend", default=None, choices=["auto", "dense", "grid", "fused", "triton"])
+    run.add_argument("--backend", default=None, choices=["auto", "dense", "grid", "fused", "triton", "numba"])
+    run.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="CPU threads for torch and numba (default: the scenario's run.threads, else "
+                          "flock.threads chooses by N)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a scenario value (repeatable), validated like the file")

@@ -17,7 +17,7 @@ unknown keys suggest the closest known key. Nothing runs on a half-valid file.
              wander; avoidance: weight, lookahead)
              or meanshift (kernel, bandwidth, radius, truncate, tol, max_iter)
              or circles (radius, repulse: FLAME GPU 2's circles benchmark)
-    run:     steps, dt, seed, device, dtype, backend
+    run:     steps, dt, seed, device, dtype, backend, threads
     metrics: every, nn_sample
     render:  hints for the window and frames
 """
@@ -284,6 +284,7 @@ class RunSpec(_Model):
     device: str = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     backend: Literal["auto", "dense", "grid", "fused", "triton", "numba"] = "auto"
+    threads: Annotated[int, Field(ge=1)] | None = None   # CPU threads (torch, numba); None: flock.threads
 
 
 class MetricsSpec(_Model):

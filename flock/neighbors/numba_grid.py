@@ -137,6 +137,58 @@ if numba is not None:
             return d
         return d - period * np.rint(d / period)
 
+    @njit(cache=True)
+    def _strips(cid, n0, n1, n2, periodic, cell_ptr, strips):  # pragma: no cover - compiled
+        """Candidate ranges [lo, hi) of the cell-sorted agents around cell ``cid``, into ``strips``
+        ([18, 2] int64); returns how many. Each neighboring cell appears once.
+
+        The three cells of a row along x are consecutive ids (one strip); at a periodic
+        seam the wrapped cell is one more. Rows come from the offsets along y and z, each
+        distinct cell once (fewer than 3 cells on a periodic axis repeat them otherwise).
+        """
+        c0 = cid % n0
+        c1 = (cid // n0) % n1
+        c2 = cid // (n0 * n1)
+        if periodic and n0 < 3:
+            xlo, xhi, xwrap = 0, n0 - 1, -1
+        else:
+            xlo, xhi, xwrap = max(c0 - 1, 0), min(c0 + 1, n0 - 1), -1
+            if periodic:
+                if c0 == 0:
+                    xwrap = n0 - 1
+                elif c0 == n0 - 1:
+                    xwrap = 0
+        count = 0
+        for o2 in range(3):
+            ca2 = _row_cell(c2, o2, n2, periodic)
+            if ca2 < 0:
+                continue
+            for o1 in range(3):
+                ca1 = _row_cell(c1, o1, n1, periodic)
+                if ca1 < 0:
+                    continue
+                base = (ca2 * n1 + ca1) * n0
+                strips[count, 0] = cell_ptr[base + xlo]
+                strips[count, 1] = cell_ptr[base + xhi + 1]
+                count += 1
+                if xwrap >= 0:
+                    strips[count, 0] = cell_ptr[base + xwrap]
+                    strips[count, 1] = cell_ptr[base + xwrap + 1]
+                    count += 1
+        return count
+
+    @njit(cache=True)
+    def _row_cell(c, o, n, periodic):  # pragma: no cover - compiled
+        """Cell along one axis at offset index ``o`` (0, 1, 2) from cell ``c``, or -1 (none or repeated)."""
+        if periodic:
+            if n >= 3:
+                return (c + o - 1) % n
+            if o < n:
+                return (c + o) % n
+            return -1
+        ca = c + o - 1
+        return ca if 0 <= ca < n else -1
+
     @njit(cache=True, parallel=True)
     def _cell_sums(table, cell_ptr, qpos, qwrap, qvel, qcell, qown, qout, n_cells, period, periodic, fast_wrap,
                    kind, excl, openc, fov, rad, bw, amp, floor_d, cosf, consts, out, block):  # pragma: no cover
@@ -173,12 +225,10 @@ if numba is not None:
         n_blocks = (n_query + block - 1) // block
         for b in prange(n_blocks):
             acc = np.empty((n_k, n_col + 1), table.dtype)
+            strips = np.empty((18, 2), np.int64)
             for s in range(b * block, min(n_query, (b + 1) * block)):
                 acc[:, :] = zero
                 cid = qcell[s]
-                c0 = cid % n0
-                c1 = (cid // n0) % n1
-                c2 = cid // (n0 * n1)
                 own = qown[s]
                 q0 = qwrap[s, 0]
                 q1 = qwrap[s, 1] if dim > 1 else zero
@@ -190,112 +240,69 @@ if numba is not None:
                     v1 = qvel[s, 1] if dim > 1 else zero
                     v2 = qvel[s, 2] if dim > 2 else zero
                     qspeed = np.sqrt(v0 * v0 + v1 * v1 + v2 * v2)
-                # the strip of cells along x: [xlo, xhi] and, at a periodic seam, one wrapped cell
-                if periodic and n0 < 3:
-                    xlo, xhi, xwrap = 0, n0 - 1, -1
-                else:
-                    xlo, xhi, xwrap = max(c0 - 1, 0), min(c0 + 1, n0 - 1), -1
-                    if periodic:
-                        if c0 == 0:
-                            xwrap = n0 - 1
-                        elif c0 == n0 - 1:
-                            xwrap = 0
-                for o2 in range(3):
-                    # offsets along the other axes, each distinct cell once
-                    if periodic:
-                        if n2 >= 3:
-                            ca2 = (c2 + o2 - 1) % n2
-                        elif o2 < n2:
-                            ca2 = (c2 + o2) % n2
-                        else:
-                            continue
-                    else:
-                        ca2 = c2 + o2 - 1
-                        if ca2 < 0 or ca2 >= n2:
-                            continue
-                    for o1 in range(3):
+                n_strips = _strips(cid, n0, n1, n2, periodic, cell_ptr, strips)
+                for t in range(n_strips):
+                    for j in range(strips[t, 0], strips[t, 1]):
+                        # D <= 3 unrolled by hand: scalars stay in registers
+                        e0 = table[j, 0] - q0
                         if periodic:
-                            if n1 >= 3:
-                                ca1 = (c1 + o1 - 1) % n1
-                            elif o1 < n1:
-                                ca1 = (c1 + o1) % n1
-                            else:
-                                continue
+                            e0 = _wrap(e0, p0, h0, fast)
+                        # exact: |e0| >= rmax implies dist >= rmax (sqrt(fl(x * x)) == |x|)
+                        if not abs(e0) < rmax:
+                            continue
+                        e1 = zero
+                        e2 = zero
+                        if dim > 1:
+                            e1 = table[j, 1] - q1
+                            if periodic:
+                                e1 = _wrap(e1, p1, h1, fast)
+                        if dim > 2:
+                            e2 = table[j, 2] - q2
+                            if periodic:
+                                e2 = _wrap(e2, p2, h2, fast)
+                        if dim == 1:
+                            dist = np.sqrt(e0 * e0)
+                        elif dim == 2:
+                            dist = np.sqrt(e0 * e0 + e1 * e1)
                         else:
-                            ca1 = c1 + o1 - 1
-                            if ca1 < 0 or ca1 >= n1:
+                            dist = np.sqrt(e0 * e0 + e1 * e1 + e2 * e2)
+                        if not dist < rmax:
+                            continue
+                        along = zero
+                        if any_fov:
+                            along = e0 * v0 + e1 * v1 + e2 * v2
+                        for k in range(n_k):
+                            if not dist < rad[k]:
                                 continue
-                        base = (ca2 * n1 + ca1) * n0
-                        for seg in range(2):
-                            if seg == 0:
-                                lo = cell_ptr[base + xlo]
-                                hi = cell_ptr[base + xhi + 1]
-                            elif xwrap >= 0:
-                                lo = cell_ptr[base + xwrap]
-                                hi = cell_ptr[base + xwrap + 1]
-                            else:
-                                break
-                            for j in range(lo, hi):
-                                # D <= 3 unrolled by hand: scalars stay in registers
-                                e0 = table[j, 0] - q0
-                                if periodic:
-                                    e0 = _wrap(e0, p0, h0, fast)
-                                # exact: |e0| >= rmax implies dist >= rmax (sqrt(fl(x * x)) == |x|)
-                                if not abs(e0) < rmax:
-                                    continue
-                                e1 = zero
-                                e2 = zero
-                                if dim > 1:
-                                    e1 = table[j, 1] - q1
-                                    if periodic:
-                                        e1 = _wrap(e1, p1, h1, fast)
-                                if dim > 2:
-                                    e2 = table[j, 2] - q2
-                                    if periodic:
-                                        e2 = _wrap(e2, p2, h2, fast)
-                                if dim == 1:
-                                    dist = np.sqrt(e0 * e0)
-                                elif dim == 2:
-                                    dist = np.sqrt(e0 * e0 + e1 * e1)
-                                else:
-                                    dist = np.sqrt(e0 * e0 + e1 * e1 + e2 * e2)
-                                if not dist < rmax:
-                                    continue
-                                along = zero
-                                if any_fov:
-                                    along = e0 * v0 + e1 * v1 + e2 * v2
-                                for k in range(n_k):
-                                    if not dist < rad[k]:
-                                        continue
-                                    if excl[k] != 0 and j == own:
-                                        continue
-                                    if (openc[k] != 0) and not dist > zero:
-                                        continue
-                                    if fov[k] != 0 and not along >= cosf[k] * (dist * qspeed):
-                                        continue
-                                    kd = kind[k]
-                                    if kd == 0:        # flat
-                                        w = one
-                                    elif kd == 1:      # triangular
-                                        w = one - dist / rad[k]
-                                    elif kd == 2:      # gaussian
-                                        z = dist / bw[k]
-                                        w = np.exp(-half * (z * z))
-                                    elif kd == 3:      # inverse_square
-                                        m = max(dist, floor_d[k])
-                                        w = one / (m * m)
-                                    elif kd == 4:      # inverse
-                                        w = one / max(dist, floor_d[k])
-                                    else:              # circles (dist > 0 here: open centre)
-                                        w = amp[k] * np.sin(dist / rad[k] * circ) / dist
-                                    acc[k, 0] += w * e0
-                                    if dim > 1:
-                                        acc[k, 1] += w * e1
-                                    if dim > 2:
-                                        acc[k, 2] += w * e2
-                                    for c in range(dim, n_col):
-                                        acc[k, c] += w * table[j, c]
-                                    acc[k, n_col] += w
+                            if excl[k] != 0 and j == own:
+                                continue
+                            if (openc[k] != 0) and not dist > zero:
+                                continue
+                            if fov[k] != 0 and not along >= cosf[k] * (dist * qspeed):
+                                continue
+                            kd = kind[k]
+                            if kd == 0:        # flat
+                                w = one
+                            elif kd == 1:      # triangular
+                                w = one - dist / rad[k]
+                            elif kd == 2:      # gaussian
+                                z = dist / bw[k]
+                                w = np.exp(-half * (z * z))
+                            elif kd == 3:      # inverse_square
+                                m = max(dist, floor_d[k])
+                                w = one / (m * m)
+                            elif kd == 4:      # inverse
+                                w = one / max(dist, floor_d[k])
+                            else:              # circles (dist > 0 here: open centre)
+                                w = amp[k] * np.sin(dist / rad[k] * circ) / dist
+                            acc[k, 0] += w * e0
+                            if dim > 1:
+                                acc[k, 1] += w * e1
+                            if dim > 2:
+                                acc[k, 2] += w * e2
+                            for c in range(dim, n_col):
+                                acc[k, c] += w * table[j, c]
+                            acc[k, n_col] += w
                 row = qout[s]
                 for k in range(n_k):
                     wsum = acc[k, n_col]
@@ -303,6 +310,47 @@ if numba is not None:
                         out[k, row, a] = acc[k, a] + qpos[s, a] * wsum
                     for c in range(dim, n_col + 1):
                         out[k, row, c] = acc[k, c]
+
+    @njit(cache=True, parallel=True)
+    def _nearest_cells(table, ids, cell_ptr, qpos, qcell, qself, qout, n_cells, period, periodic, radius,
+                       out_idx, out_dist, block):  # pragma: no cover - compiled
+        """Nearest agent closer than ``radius`` of every query, into ``out_idx`` / ``out_dist``.
+
+        table: [N, D] cell-sorted candidate positions; ids: [N] their agent indices;
+        qpos: [M, D] queries in cell order; qcell: [M] their cell ids; qself: [M] agent
+        index each query excludes (-1 none); qout: [M] output row; radius: [1] in the
+        input dtype. Ties go to the lowest agent index.
+        """
+        n_query, dim = qpos.shape
+        n0, n1, n2 = n_cells[0], n_cells[1], n_cells[2]
+        r = radius[0]
+        n_blocks = (n_query + block - 1) // block
+        for b in prange(n_blocks):
+            strips = np.empty((18, 2), np.int64)
+            for s in range(b * block, min(n_query, (b + 1) * block)):
+                best = np.inf
+                best_j = -1
+                me = qself[s]
+                n_strips = _strips(qcell[s], n0, n1, n2, periodic, cell_ptr, strips)
+                for t in range(n_strips):
+                    for j in range(strips[t, 0], strips[t, 1]):
+                        aid = ids[j]
+                        if aid == me:
+                            continue
+                        d2 = r - r
+                        for a in range(dim):
+                            e = table[j, a] - qpos[s, a]
+                            if periodic:
+                                e = e - period[a] * np.rint(e / period[a])
+                            d2 += e * e
+                        dist = np.sqrt(d2)
+                        if dist < r and (dist < best or (dist == best and aid < best_j)):
+                            best = dist
+                            best_j = aid
+                row = qout[s]
+                if best_j >= 0:
+                    out_idx[row] = best_j
+                    out_dist[row] = best
 
 
 # ------------------------------------------------------------------ host side
@@ -454,6 +502,64 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
     return torch.from_numpy(out)
 
 
+def nearest_cells(pos: torch.Tensor, *, radius: float, period: torch.Tensor | None = None,
+                  query_pos: torch.Tensor | None = None, query_index: torch.Tensor | None = None,
+                  candidates: torch.Tensor | None = None,
+                  chunk_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest agent closer than ``radius`` through a cell list one radius wide (CPU, numba).
+
+    Arguments and answer as ``flock.neighbors.nearest.nearest_neighbor`` (ties: the lowest
+    agent index); ``radius`` must be finite. Memory O(N + M + cells).
+
+    Returns:
+        (index [M] int64, -1 where none; distance [M], inf where none).
+    """
+    n_agents, dim = pos.shape
+    if query_pos is None:
+        query_pos = pos
+        if query_index is None:
+            query_index = torch.arange(n_agents)
+    n_query = query_pos.shape[0]
+    best_idx = torch.full((n_query,), -1, dtype=torch.int64)
+    best_d = torch.full((n_query,), math.inf, dtype=pos.dtype)
+    if not math.isfinite(radius) or not radius > 0:
+        raise ValueError(f"nearest_cells: radius: expected a finite number > 0, got {radius!r}")
+    if n_agents == 0 or n_query == 0:
+        return best_idx.to(pos.device), best_d.to(pos.device)
+    _require_numba(pos.device)
+    pos_np = _np(pos)
+    ids = np.arange(n_agents, dtype=np.int64)
+    if candidates is not None:
+        ids = np.flatnonzero(_np(candidates)).astype(np.int64)
+        if ids.size == 0:
+            return best_idx, best_d
+    cand = pos_np[ids]
+    qp = _np(query_pos, pos.dtype)
+    periodic = period is not None
+    lo, sizes, n_cells = cell_layout(torch.from_numpy(np.concatenate([cand, qp])), float(radius),
+                                     period=period, caller="nearest")
+    origin, size = np.asarray(lo, dtype=np.float64), np.asarray(sizes, dtype=np.float64)
+    ncell = np.asarray(n_cells, dtype=np.int64)
+    n_total = math.prod(n_cells)
+    order, ptr = _counting_sort(_bin_points(cand, origin, size, ncell, periodic), n_total)
+    qc = _bin_points(qp, origin, size, ncell, periodic)
+    qorder, _ = _counting_sort(qc, n_total)
+    qself = (np.full(n_query, -1, dtype=np.int64) if query_index is None
+             else query_index.detach().cpu().numpy().astype(np.int64))
+    per = (_np(torch.as_tensor(period, dtype=pos.dtype).reshape(dim)) if periodic
+           else np.ones(dim, dtype=pos_np.dtype))
+    n3 = np.ones(3, dtype=np.int64)
+    n3[:dim] = ncell
+    out_idx = best_idx.numpy()
+    out_d = best_d.numpy()
+    _nearest_cells(np.ascontiguousarray(cand[order]), np.ascontiguousarray(ids[order]), ptr,
+                   np.ascontiguousarray(qp[qorder]), np.ascontiguousarray(qc[qorder]),
+                   np.ascontiguousarray(qself[qorder]), qorder, n3, per, periodic,
+                   np.array([radius], dtype=pos_np.dtype), out_idx, out_d,
+                   DEFAULT_BLOCK if chunk_rows is None else max(1, int(chunk_rows)))
+    return best_idx, best_d
+
+
 def warm_up(dims=(2, 3), dtypes=(torch.float32, torch.float64)) -> float:
     """Compile (or load from the disk cache) the kernels for ``dtypes``; returns the seconds it took.
 
@@ -470,7 +576,8 @@ def warm_up(dims=(2, 3), dtypes=(torch.float32, torch.float64)) -> float:
             pos = torch.rand(8, dim, dtype=dtype) * 3
             reduce_numba(pos, pos, kernels, period=torch.full((dim,), 3.0, dtype=dtype))
             reduce_numba(pos, pos, kernels, query_pos=pos[:2], query_vel=pos[:2])
+            nearest_cells(pos, radius=1.0, period=torch.full((dim,), 3.0, dtype=dtype))
     return time.perf_counter() - t0
 
 
-__all__ = ["DEFAULT_BLOCK", "numba_available", "reduce_numba", "warm_up"]
+__all__ = ["DEFAULT_BLOCK", "nearest_cells", "numba_available", "reduce_numba", "warm_up"]
