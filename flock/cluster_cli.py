@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .meanshift import BACKENDS, KERNELS, MODES, MeanShift
+from .meanshift_options import BACKENDS, KERNELS, MODES
 
 
 class DataError(ValueError):
@@ -218,6 +218,8 @@ def run_cluster(args) -> int:
         X, header = read_points(args.data)
     except DataError as exc:
         return fail(str(exc))
+    from .meanshift import MeanShift  # torch: imported when a command runs, not for --help
+
     model = MeanShift(bandwidth=bandwidth, kernel=args.kernel, mode=args.mode, backend=args.backend,
                       device=args.device, bin_seeding=args.bin_seeding, min_bin_freq=args.min_bin_freq,
                       max_iter=args.max_iter,

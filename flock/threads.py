@@ -7,21 +7,31 @@ issue that started this module measured boids_seed 14-45x slower than with
 ``OMP_NUM_THREADS=1``. The numba kernel, one large parallel loop per step, does
 gain from every core it gets.
 
-Default (``default_threads``): torch one thread below ``TORCH_PARALLEL_AGENTS``
-agents, else all cores; numba all cores. ``--threads N`` (``flocksim run`` /
-``bench``) and ``run.threads`` in a scenario set both to N.
+Default (``default_threads``): torch one thread below ``TORCH_PARALLEL_AGENTS`` agents;
+numba one thread below ``NUMBA_PARALLEL_AGENTS``, above it the cores the machine has
+free (cores minus the 1-minute load average, at least 1). ``--threads N``
+(``flocksim run`` / ``bench``) and ``run.threads`` in a scenario set both to N.
 
-Measured with ``python tools/bench_threads.py --agents 1000,10000,100000`` (the
-standard flock, numba backend, metrics off, median of 5 x 5 steps) on the 2-core
-development box while ~8 other agents' jobs loaded it (load average 7-11, so it was
-never quiet; the figures are ms per step, threads torch/numba):
+Measured with ``flocksim bench --agents 1000,10000,100000 --backend numba --no-baseline
+--threads 1,2 --metrics on,off --repeats 3 --steps 3 --warmup 1 --device cpu``
+(tools/results/threads.json; the standard flock, ms per step, torch/numba threads) on
+the 2-core development box while other jobs loaded it (load average 6-9, never quiet):
 
-    N          1/1      1/2      2/2
-    1,000      see tools/results/threads.json
-    10,000
-    100,000
+    N          metrics   1/1 threads   2/2 threads
+    1,000      off           9.8           50.9
+    10,000     off         124.8          100.5
+    100,000    off         938.0        3,991.0
+    1,000      on           18.2           61.8
+    10,000     on          211.5          499.9
+    100,000    on        3,332.5        4,316.7
 
-(The table is filled from the JSON the tool writes; see the README's benchmark section.)
+On a loaded machine a second thread loses up to 4x (each parallel region waits for
+its slowest worker, and a busy core makes every worker slow); below ~10,000 agents
+it loses even when the other core is free, since a step is then ~1 ms of small
+loops. On a quiet 2-core machine the numba loop itself scales ~1.8x from 1 to 2
+threads at 100,000 agents, so above ``NUMBA_PARALLEL_AGENTS`` the default takes the
+cores that the load average says are free. No quiet-machine run was possible for
+this table; re-measure there with the command above.
 """
 
 from __future__ import annotations
@@ -30,6 +40,8 @@ import os
 
 # below this many agents the step's tensor operations are too small to split across threads
 TORCH_PARALLEL_AGENTS = 200_000
+# below this many agents the numba loop is too short for a second thread to pay (table above)
+NUMBA_PARALLEL_AGENTS = 20_000
 
 
 def cpu_count() -> int:
@@ -40,11 +52,22 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_threads(n_agents: int, backend: str = "auto") -> tuple[int, int]:
-    """(torch threads, numba threads) flock uses by default for ``n_agents`` on ``backend``."""
+def free_cores() -> int:
+    """Cores not busy with other work: cores minus the 1-minute load average, at least 1."""
     cores = cpu_count()
-    torch_threads = cores if n_agents >= TORCH_PARALLEL_AGENTS else 1
-    return torch_threads, cores
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        return cores
+    return int(min(cores, max(1, round(cores - load))))
+
+
+def default_threads(n_agents: int, backend: str = "auto") -> tuple[int, int]:
+    """(torch threads, numba threads) flock uses by default for ``n_agents`` on ``backend``
+    (the backend is accepted for the day a backend needs its own rule; none does yet)."""
+    torch_threads = free_cores() if n_agents >= TORCH_PARALLEL_AGENTS else 1
+    numba_threads = free_cores() if n_agents >= NUMBA_PARALLEL_AGENTS else 1
+    return torch_threads, numba_threads
 
 
 def set_threads(threads: int | None = None, *, n_agents: int = 0, backend: str = "auto") -> tuple[int, int]:

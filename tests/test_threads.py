@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from flock import cli
-from flock.threads import TORCH_PARALLEL_AGENTS, cpu_count, default_threads, set_threads
+from flock.threads import NUMBA_PARALLEL_AGENTS, TORCH_PARALLEL_AGENTS, default_threads, free_cores, set_threads
 
 numba = pytest.importorskip("numba")
 
@@ -18,8 +18,9 @@ def restore_threads():
 
 
 def test_defaults_by_size():
-    assert default_threads(1000) == (1, cpu_count())
-    assert default_threads(TORCH_PARALLEL_AGENTS) == (cpu_count(), cpu_count())
+    assert default_threads(1000) == (1, 1)
+    assert default_threads(NUMBA_PARALLEL_AGENTS) == (1, free_cores())
+    assert default_threads(TORCH_PARALLEL_AGENTS) == (free_cores(), free_cores())
 
 
 def test_set_threads_sets_both_and_rejects_bad_counts():
@@ -31,7 +32,7 @@ def test_set_threads_sets_both_and_rejects_bad_counts():
 
 @pytest.mark.parametrize("how", ["flag", "scenario"])
 def test_run_honours_threads(tmp_path, how):
-    torch.set_num_threads(2 if cpu_count() >= 2 else 1)
+    torch.set_num_threads(2)
     extra = ["--threads", "1"] if how == "flag" else ["--set", "run.threads=1"]
     rc = cli.main(["run", "scenarios/boids_torus.yaml", "--headless", "--steps", "1", "--quiet",
                    "--set", "agents.count=40", "--out", str(tmp_path), *extra])
