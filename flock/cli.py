@@ -162,6 +162,7 @@ def cmd_run(args) -> int:
         hooks.append(checkpoints)
     frames = None
     interrupted = False
+    first_step = sim.step_count
     start = time.perf_counter()
     try:
         frames = _frame_writer(sim, args)
@@ -194,7 +195,7 @@ def cmd_run(args) -> int:
             recorder.close()
         if checkpoints is not None and not interrupted:  # Ctrl-C may land inside a step
             checkpoints(sim, force=True)
-    print(run_summary(sim, seconds, interrupted))
+    print(run_summary(sim, seconds, interrupted, steps_done=sim.step_count - first_step))
     print(f"wrote {out / 'metrics.csv'} and {out / 'final_state.npz'}")
     for line in written:
         print(line)
