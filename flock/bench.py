@@ -2,7 +2,8 @@
 
 For each N and backend, one child process builds the simulation, warms up, then
 times ``repeats`` runs of ``steps`` steps with the device synchronised around the
-timer and reports the median; its peak memory is the child's high-water mark
+timer and reports the median (wall time, and the process's CPU time, which a
+loaded machine inflates less); its peak memory is the child's high-water mark
 (resident set on CPU, ``torch.cuda.max_memory_allocated`` on CUDA). The dense
 backend is the baseline in the same run wherever its time is affordable.
 
@@ -106,18 +107,19 @@ def measure_one(config: dict) -> dict:
     sim.step(config["warmup"])
     _sync(device)
     build_ms = (time.perf_counter() - t0) * 1e3
-    times = []
+    times, cpu_times = [], []
     for _ in range(config["repeats"]):
         _sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         sim.step(config["steps"])
         _sync(device)
         times.append((time.perf_counter() - t) / config["steps"])
+        cpu_times.append((time.process_time() - c) / config["steps"])
     ms = statistics.median(times) * 1e3
     n = sim.state.n_agents
     return {
         "n_agents": n, "backend": sim.backend, "requested_backend": config["backend"], "device": str(device),
-        "ms_per_step": ms, "agent_steps_per_s": n / (ms / 1e3) if ms > 0 else math.inf,
+        "ms_per_step": ms, "cpu_ms_per_step": statistics.median(cpu_times) * 1e3, "agent_steps_per_s": n / (ms / 1e3) if ms > 0 else math.inf,
         "peak_mem_bytes": _peak_memory_bytes(device), "baseline_mem_bytes": base_mem,
         "build_ms": build_ms, "compile_ms": compile_ms, "metrics": config.get("metrics", "off"),
         "threads_torch": threads[0], "threads_numba": threads[1], "repeats": config["repeats"], "steps_per_repeat": config["steps"],
@@ -211,7 +213,7 @@ def _dense_ms(rec: dict, records: list[dict]) -> float | None:
     return None
 
 
-HEADER = (f"{'N':>10} {'backend':>12} {'metrics':>7} {'threads':>7} {'ms/step':>12} {'agent-steps/s':>15} "
+HEADER = (f"{'N':>10} {'backend':>12} {'metrics':>7} {'threads':>7} {'ms/step':>12} {'cpu ms':>10} {'agent-steps/s':>15} "
           f"{'vs dense':>9} {'peak MiB':>9} {'build ms':>9} {'compile ms':>10}")
 
 
@@ -226,7 +228,8 @@ def format_row(rec: dict, records: list[dict]) -> str:
     dense = _dense_ms(rec, records)
     ratio = f"{dense / rec['ms_per_step']:.1f}x" if dense else "-"
     compile_ms = "-" if rec.get("compile_ms") is None else f"{rec['compile_ms']:.0f}"
-    return (f"{head} {rec['ms_per_step']:>12.3f} {rec['agent_steps_per_s']:>15,.0f} "
+    cpu = f"{rec['cpu_ms_per_step']:.3f}" if "cpu_ms_per_step" in rec else "-"
+    return (f"{head} {rec['ms_per_step']:>12.3f} {cpu:>10} {rec['agent_steps_per_s']:>15,.0f} "
             f"{ratio:>9} {rec['peak_mem_bytes'] / 2**20:>9.0f} {rec['build_ms']:>9.0f} {compile_ms:>10}")
 
 
