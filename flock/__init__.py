@@ -6,6 +6,7 @@
 """
 
 import importlib
+import importlib.util
 
 # The public names, imported on first use (PEP 562): ``import flock`` and ``flocksim --help``
 # then start without loading torch, h5py, safetensors or numba.
@@ -21,6 +22,9 @@ _EXPORTS = {
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
+        # a submodule used as an attribute after a bare ``import flock`` (flock.simulation.X)
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f".{name}", __name__)
         raise AttributeError(f"module 'flock' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
