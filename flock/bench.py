@@ -2,7 +2,8 @@
 
 For each N and backend, one child process builds the simulation, warms up, then
 times ``repeats`` runs of ``steps`` steps with the device synchronised around the
-timer and reports the median; its peak memory is the child's high-water mark
+timer and reports the median (wall time, and the process's CPU time, which a
+loaded machine inflates less); its peak memory is the child's high-water mark
 (resident set on CPU, ``torch.cuda.max_memory_allocated`` on CUDA). The dense
 backend is the baseline in the same run wherever its time is affordable.
 
@@ -84,8 +85,21 @@ def measure_one(config: dict) -> dict:
         sc.agents.count = config["n_agents"]
     else:
         sc = validate_scenario(standard_flock(config["n_agents"], dim=config["dim"], neighbors=config["neighbors"]))
+    from .threads import set_threads
+
+    threads = set_threads(config.get("threads"), n_agents=config["n_agents"], backend=config["backend"])
+    compile_ms = None
+    if config["device"] == "cpu" and config["backend"] in ("auto", "numba"):
+        from .neighbors import numba_installed
+
+        if numba_installed():
+            # compiled once per process (or loaded from numba's disk cache): not a step
+            from .neighbors.numba_grid import warm_up
+
+            compile_ms = warm_up(dims=(sc.world.dims,), dtypes=(torch.float32,)) * 1e3
     t0 = time.perf_counter()
-    sim = Simulation.from_scenario(sc, device=config["device"], backend=config["backend"], record_metrics=False)
+    sim = Simulation.from_scenario(sc, device=config["device"], backend=config["backend"],
+                                   record_metrics=config.get("metrics", "off") == "on")
     device = sim.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -93,20 +107,22 @@ def measure_one(config: dict) -> dict:
     sim.step(config["warmup"])
     _sync(device)
     build_ms = (time.perf_counter() - t0) * 1e3
-    times = []
+    times, cpu_times = [], []
     for _ in range(config["repeats"]):
         _sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         sim.step(config["steps"])
         _sync(device)
         times.append((time.perf_counter() - t) / config["steps"])
+        cpu_times.append((time.process_time() - c) / config["steps"])
     ms = statistics.median(times) * 1e3
     n = sim.state.n_agents
     return {
         "n_agents": n, "backend": sim.backend, "requested_backend": config["backend"], "device": str(device),
-        "ms_per_step": ms, "agent_steps_per_s": n / (ms / 1e3) if ms > 0 else math.inf,
+        "ms_per_step": ms, "cpu_ms_per_step": statistics.median(cpu_times) * 1e3, "agent_steps_per_s": n / (ms / 1e3) if ms > 0 else math.inf,
         "peak_mem_bytes": _peak_memory_bytes(device), "baseline_mem_bytes": base_mem,
-        "build_ms": build_ms, "repeats": config["repeats"], "steps_per_repeat": config["steps"],
+        "build_ms": build_ms, "compile_ms": compile_ms, "metrics": config.get("metrics", "off"),
+        "threads_torch": threads[0], "threads_numba": threads[1], "repeats": config["repeats"], "steps_per_repeat": config["steps"],
         "scenario": config.get("scenario") or f"standard_flock_{config['dim']}d",
         "neighbors_per_agent": config["neighbors"] if not config.get("scenario") else None,
     }
@@ -161,9 +177,11 @@ def run_bench(args) -> list[dict]:
     meta = {"torch": torch.__version__, "device": device, "device_name": _device_name(device),
             "command": "flocksim bench " + " ".join(args.argv), "commit": _git_commit(),
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    metrics = [m for m in str(args.metrics).split(",") if m]
+    threads = [None if t == "default" else int(t) for t in str(args.threads).split(",") if t]
     records = []
     for n in sizes:
-        for backend in backends:
+        for backend, metric, thread in ((b, m, t) for b in backends for m in metrics for t in threads):
             if backend == "dense" and not dense_affordable(n, args.max_dense):
                 rec = {"n_agents": n, "backend": "dense", "requested_backend": "dense", "device": device,
                        "skipped": f"dense above --max-dense {args.max_dense}"}
@@ -172,12 +190,14 @@ def run_bench(args) -> list[dict]:
                 config = {"n_agents": n, "backend": backend, "device": device, "dim": args.dim,
                           "neighbors": args.neighbors, "scenario": args.scenario,
                           "warmup": 0 if heavy else args.warmup, "repeats": 1 if heavy else args.repeats,
-                          "steps": 1 if heavy else args.steps}
+                          "steps": 1 if heavy else args.steps, "metrics": metric, "threads": thread}
                 rec = _child(config, args.timeout)
                 rec.setdefault("n_agents", n)
                 rec.setdefault("requested_backend", backend)
                 rec.setdefault("backend", backend)
                 rec.setdefault("device", device)
+            rec.setdefault("metrics", metric)
+            rec.setdefault("threads_requested", "default" if thread is None else thread)
             rec.update(meta)
             records.append(rec)
             print(format_row(rec, records), flush=True)
@@ -185,25 +205,32 @@ def run_bench(args) -> list[dict]:
 
 
 def _dense_ms(rec: dict, records: list[dict]) -> float | None:
+    """The dense baseline's ms/step at the same N, metrics and threads setting."""
     for r in records:
-        if r["n_agents"] == rec["n_agents"] and r.get("requested_backend") == "dense" and "ms_per_step" in r:
+        if (r["n_agents"] == rec["n_agents"] and r.get("requested_backend") == "dense" and "ms_per_step" in r
+                and r.get("metrics") == rec.get("metrics") and r.get("threads_requested") == rec.get("threads_requested")):
             return r["ms_per_step"]
     return None
 
 
-HEADER = f"{'N':>10} {'backend':>12} {'ms/step':>12} {'agent-steps/s':>15} {'vs dense':>9} {'peak MiB':>9} {'build ms':>9}"
+HEADER = (f"{'N':>10} {'backend':>12} {'metrics':>7} {'threads':>7} {'ms/step':>12} {'cpu ms':>10} {'agent-steps/s':>15} "
+          f"{'vs dense':>9} {'peak MiB':>9} {'build ms':>9} {'compile ms':>10}")
 
 
 def format_row(rec: dict, records: list[dict]) -> str:
     name = rec.get("requested_backend", rec["backend"])
     if rec.get("backend") and rec.get("backend") != name:
         name = f"{name}->{rec['backend']}"
+    threads = f"{rec['threads_torch']}/{rec['threads_numba']}" if "threads_torch" in rec else "-"
+    head = f"{rec['n_agents']:>10,} {name:>12} {rec.get('metrics', '-'):>7} {threads:>7}"
     if "ms_per_step" not in rec:
-        return f"{rec['n_agents']:>10,} {name:>12} {'-':>12} {'-':>15} {'':>9} {'':>9} {'':>9}  ({rec.get('skipped') or rec.get('error')})"
+        return f"{head} {'-':>12} {'-':>15}  ({rec.get('skipped') or rec.get('error')})"
     dense = _dense_ms(rec, records)
     ratio = f"{dense / rec['ms_per_step']:.1f}x" if dense else "-"
-    return (f"{rec['n_agents']:>10,} {name:>12} {rec['ms_per_step']:>12.3f} {rec['agent_steps_per_s']:>15,.0f} "
-            f"{ratio:>9} {rec['peak_mem_bytes'] / 2**20:>9.0f} {rec['build_ms']:>9.0f}")
+    compile_ms = "-" if rec.get("compile_ms") is None else f"{rec['compile_ms']:.0f}"
+    cpu = f"{rec['cpu_ms_per_step']:.3f}" if "cpu_ms_per_step" in rec else "-"
+    return (f"{head} {rec['ms_per_step']:>12.3f} {cpu:>10} {rec['agent_steps_per_s']:>15,.0f} "
+            f"{ratio:>9} {rec['peak_mem_bytes'] / 2**20:>9.0f} {rec['build_ms']:>9.0f} {compile_ms:>10}")
 
 
 def plot(records: list[dict], path: str) -> None:
@@ -247,6 +274,10 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--max-dense", type=int, default=100_000, help="largest N the dense baseline runs at")
     p.add_argument("--heavy-dense", type=int, default=50_000, help="from this N the dense baseline is timed on one step")
+    p.add_argument("--metrics", default="off", help="comma-separated on/off: record the metrics every step "
+                   "(on) or not (off); 'on,off' measures both")
+    p.add_argument("--threads", default="default", help="comma-separated CPU thread counts for torch and numba, "
+                   "or 'default' (flock.threads chooses by N)")
     p.add_argument("--no-baseline", action="store_true", help="do not add the dense baseline")
     p.add_argument("--timeout", type=float, default=1800, help="seconds one configuration may take")
     p.add_argument("--json", default=None, help="write the records to this JSON file")
@@ -256,6 +287,12 @@ def add_bench_parser(sub) -> None:
 
 def cmd_bench(args) -> int:
     args.argv = sys.argv[2:] if len(sys.argv) > 2 else []
+    bad = [m for m in str(args.metrics).split(",") if m not in ("on", "off")]
+    bad += [t for t in str(args.threads).split(",") if t != "default" and not (t.isdigit() and int(t) >= 1)]
+    if bad:
+        print(f"flocksim bench: --metrics takes on/off and --threads integers >= 1 or 'default'; got {bad}",
+              file=sys.stderr)
+        return 2
     print(HEADER)
     records = run_bench(args)
     if args.json:

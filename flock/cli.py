@@ -78,6 +78,19 @@ def _out_folder(args, name: str) -> Path | None:
     return out
 
 
+def _apply_threads(args, scenario, n_agents: int, backend: str) -> bool:
+    """Set torch's and numba's threads from --threads, else run.threads, else the default; False on bad input."""
+    from .threads import set_threads
+
+    threads = args.threads if getattr(args, "threads", None) is not None else scenario.run.threads
+    try:
+        set_threads(threads, n_agents=n_agents, backend=backend)
+    except ValueError as exc:
+        print(f"--threads: {exc}; pass an integer >= 1", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_run(args) -> int:
     from .checkpoint import CheckpointError, CheckpointEvery, load_checkpoint
     from .recording import step_with_hooks
@@ -111,6 +124,8 @@ def cmd_run(args) -> int:
         check_resume_steps(args, sim.step_count)
     except (ScenarioError, CheckpointError) as exc:
         print(exc, file=sys.stderr)
+        return 2
+    if not _apply_threads(args, sim.scenario, sim.state.n_agents, sim.backend):
         return 2
     # --steps (or run.steps) is the length of the whole run: a resumed run does what is left
     steps = args.steps if args.steps is not None else sim.scenario.run.steps
@@ -160,6 +175,7 @@ def cmd_run(args) -> int:
     frames = None
     written: list[str] = []
     interrupted, step_error = False, None
+    first_step = sim.step_count
     start = time.perf_counter()
     try:
         frames = _frame_writer(sim, args)
@@ -199,7 +215,7 @@ def cmd_run(args) -> int:
     if step_error is not None:
         print(step_error, file=sys.stderr)
         return 2
-    print(run_summary(sim, seconds, interrupted))
+    print(run_summary(sim, seconds, interrupted, steps_done=sim.step_count - first_step))
     print(f"wrote {out / 'metrics.csv'} and {out / 'final_state.npz'}")
     for line in written:
         print(line)
@@ -233,6 +249,8 @@ def cmd_run_ensemble(args) -> int:
                                                dtype=args.dtype, backend=args.backend)
     except ScenarioError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    if not _apply_threads(args, scenario, ens.pos.shape[0] * ens.pos.shape[1], ens.backend):
         return 2
     steps = args.steps if args.steps is not None else scenario.run.steps
     out = _out_folder(args, f"{scenario.name or Path(args.scenario).stem}_ensemble")
@@ -342,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="neighbor backend (default: the scenario's run.backend, auto: picked by N and device)")
     run.add_argument("--paused", action="store_true", default=None,
                      help="window: start paused (Space runs); mean shift windows always start paused")
+    run.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="CPU threads for torch and numba (default: the scenario's run.threads, else "
+                          "flock.threads chooses by N)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a scenario value (repeatable), validated like the file")

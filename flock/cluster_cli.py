@@ -27,10 +27,9 @@ import numpy as np
 
 from .errors import ScenarioError
 from .input_files import MAX_ARRAY_BYTES, file_problem
-from .meanshift import BACKENDS, KERNELS, MODES, MeanShift
+from .meanshift_options import BACKENDS, KERNELS, MODES
 from .names import MAX_ABS_VALUE
 from .output_paths import LABEL_SUFFIXES, PLOT_SUFFIXES, check_output_file
-from .resources import check_device
 
 
 class DataError(ValueError):
@@ -145,6 +144,8 @@ def _bandwidth(text: str) -> float | None:
 def _check_flags(args) -> None:
     """The device and the output files, before any work (MeanShift checks its own parameters)."""
     if args.device is not None:
+        from .resources import check_device  # torch: imported when a command runs, not for --help
+
         args.device = check_device(args.device)
     if args.out:
         check_output_file(args.out, "--out", LABEL_SUFFIXES)
@@ -236,6 +237,8 @@ def run_cluster(args) -> int:
         X, header = read_points(args.data)
     except (DataError, ScenarioError) as exc:
         return fail(str(exc))
+    from .meanshift import MeanShift  # torch: imported when a command runs, not for --help
+
     model = MeanShift(bandwidth=bandwidth, kernel=args.kernel, mode=args.mode, backend=args.backend,
                       device=args.device, bin_seeding=args.bin_seeding, min_bin_freq=args.min_bin_freq,
                       max_iter=args.max_iter,

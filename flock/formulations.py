@@ -282,11 +282,11 @@ class NetLogoRule(BoidRule):
         return [Kernel("flat", radius=view), Kernel("inverse", radius=view)]
 
     def update(self, state, sums, params):
-        from .neighbors.nearest import nearest_neighbor
+        from .neighbors.nearest import nearest
 
         rules, speed = params.scenario.rules, params.scenario.agents.max_speed
         pos, vel = state.pos, state.vel
-        idx, dist = nearest_neighbor(pos, radius=rules.cohesion.radius, period=params.world.period(pos))
+        idx, dist = nearest(pos, radius=rules.cohesion.radius, period=params.world.period(pos))
         nearest_vel = vel[idx.clamp_min(0)]
         too_close = (idx >= 0) & (dist < rules.separation.radius)
         return Update("vel", netlogo_velocity(vel, sums[0], sums[1], pos, nearest_vel, too_close,

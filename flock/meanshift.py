@@ -56,9 +56,7 @@ from .neighbors.dense import DEFAULT_MEMORY_BUDGET
 from .neighbors.fused import fused_mean_shift_step, reduce_fused
 from .neighbors.gemm import reduce_gemm
 
-KERNELS = ("flat", "gaussian", "triangular")
-MODES = ("standard", "blurring")
-BACKENDS = ("auto", "dense", "grid", "fused")
+from .meanshift_options import BACKENDS, KERNELS, MODES  # noqa: E402  (declared without torch for the CLI)
 
 # The Gaussian is cut at this many bandwidths where a finite support is needed
 # (the grid backend, or spatial batching); exp(-4.5) = 1.1% of the peak weight.

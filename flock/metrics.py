@@ -14,21 +14,87 @@ from typing import Callable
 import torch
 
 from .vectors import unit
-from .world import minimum_image
 
-NN_PAIR_BUDGET = 40_000_000  # pair distances one nearest-neighbor estimate may compute
+NN_PAIR_BUDGET = 40_000_000  # pair distances one dense nearest-neighbor estimate may compute
+# the cell-list nearest query searches this many mean agent spacings (V / N)^(1/D) first;
+# sampled agents with nobody that close are searched again by the dense scan
+NN_SEARCH_SPACINGS = 2.0
+
+
+def polarization_tensor(vel: torch.Tensor) -> torch.Tensor:
+    """|mean_i unit(v_i)| of [N, D] velocities as a 0-d tensor on ``vel``'s device (no host sync); 0 for N = 0."""
+    if vel.shape[0] == 0:
+        return vel.new_zeros(())
+    return torch.linalg.vector_norm(unit(vel).mean(0))
+
+
+def mean_speed_tensor(vel: torch.Tensor) -> torch.Tensor:
+    """Mean |v| of [N, D] velocities as a 0-d tensor on ``vel``'s device (no host sync); 0 for N = 0."""
+    return torch.linalg.vector_norm(vel, dim=1).mean() if vel.shape[0] else vel.new_zeros(())
 
 
 def polarization(vel: torch.Tensor) -> float:
     """|mean_i unit(v_i)| of [N, D] velocities; 0 for N = 0."""
-    if vel.shape[0] == 0:
-        return 0.0
-    return float(torch.linalg.vector_norm(unit(vel).mean(0)))
+    return float(polarization_tensor(vel))
 
 
 def mean_speed(vel: torch.Tensor) -> float:
     """Mean |v| of [N, D] velocities; 0 for N = 0."""
-    return float(torch.linalg.vector_norm(vel, dim=1).mean()) if vel.shape[0] else 0.0
+    return float(mean_speed_tensor(vel))
+
+
+def nn_sample_index(n_agents: int, max_queries: int, device) -> torch.Tensor:
+    """[Q] int64 evenly spaced agents whose nearest-neighbor distances estimate the mean.
+
+    At most ``max_queries``, and few enough that a dense scan of them computes at most
+    ``NN_PAIR_BUDGET`` pair distances (made on the host: no device sync; float32
+    ``linspace`` as the estimate always chose them).
+    """
+    n_query = max(1, min(n_agents, max_queries, NN_PAIR_BUDGET // max(n_agents, 1)))
+    return torch.linspace(0, n_agents - 1, n_query).round().long().unique().to(device)
+
+
+def _search_radius(pos: torch.Tensor, period: torch.Tensor | None) -> float:
+    """NN_SEARCH_SPACINGS mean agent spacings of ``pos`` ([N, D]) in its box (or bounding box)."""
+    n, dim = pos.shape
+    if period is not None:
+        extent = [float(v) for v in torch.as_tensor(period).reshape(dim).tolist()]
+    else:
+        extent = (pos.max(0).values - pos.min(0).values).tolist()
+    volume = math.prod(max(e, 1e-12) for e in extent)
+    return NN_SEARCH_SPACINGS * (volume / n) ** (1.0 / dim)
+
+
+def mean_nn_distance_tensor(pos: torch.Tensor, period: torch.Tensor | None = None,
+                            max_queries: int = 2000) -> torch.Tensor:
+    """Mean distance from a sampled agent to its nearest other agent, a 0-d tensor (NaN for N < 2).
+
+    The sample is ``nn_sample_index`` (every agent up to ``max_queries``). On the CPU
+    the nearest agent comes from the cell-list query (``flock.neighbors.nearest.nearest``,
+    cells a few agent spacings wide); the sampled agents with no one that close, and
+    every agent on other devices, go through the dense scan. Both find the same agent,
+    so the value is the dense estimate's (to float rounding).
+
+    Args:
+        pos: [N, D] positions, world units. period: [D] or None.
+    """
+    from .neighbors.nearest import nearest, nearest_neighbor
+
+    n = pos.shape[0]
+    if n < 2:
+        return torch.full((), math.nan, dtype=pos.dtype, device=pos.device)
+    idx = nn_sample_index(n, max_queries, pos.device)
+    if pos.device.type == "cpu":
+        radius = _search_radius(pos, period)
+        found, dist = nearest(pos, radius=radius, period=period, query_pos=pos[idx], query_index=idx)
+        missing = torch.nonzero(found < 0).flatten()
+        if missing.numel():
+            rows = idx[missing]
+            _, far = nearest_neighbor(pos, period=period, query_pos=pos[rows], query_index=rows)
+            dist[missing] = far
+    else:
+        _, dist = nearest_neighbor(pos, period=period, query_pos=pos[idx], query_index=idx)
+    return dist.mean()
 
 
 def mean_nearest_neighbor_distance(pos: torch.Tensor, period: torch.Tensor | None = None,
@@ -37,24 +103,28 @@ def mean_nearest_neighbor_distance(pos: torch.Tensor, period: torch.Tensor | Non
 
     At large N the mean is taken over evenly spaced agents (at most ``max_queries``,
     and few enough that at most ``NN_PAIR_BUDGET`` pairs are computed), each against
-    all agents.
+    all agents: ``mean_nn_distance_tensor`` as a float (``chunk`` is kept for callers;
+    the scan sizes its own chunks).
 
     Args:
         pos: [N, D] positions, world units. period: [D] or None.
     """
-    n = pos.shape[0]
-    if n < 2:
-        return math.nan
-    n_query = max(1, min(n, max_queries, NN_PAIR_BUDGET // n))
-    idx = torch.linspace(0, n - 1, n_query, device=pos.device).round().long().unique()
-    best = []
-    for start in range(0, len(idx), chunk):
-        rows = idx[start:start + chunk]
-        off = minimum_image(pos[None, :, :] - pos[rows][:, None, :], period)
-        d = torch.linalg.vector_norm(off, dim=-1)
-        d[torch.arange(len(rows), device=pos.device), rows] = math.inf
-        best.append(d.min(dim=1).values)
-    return float(torch.cat(best).mean())
+    return float(mean_nn_distance_tensor(pos, period, max_queries))
+
+
+def boids_metrics(pos: torch.Tensor, vel: torch.Tensor, period: torch.Tensor | None = None,
+                  nn_sample: int = 2000) -> dict[str, torch.Tensor]:
+    """The boid metrics of one state as 0-d tensors on its device: nothing waits for the device.
+
+    ``MetricsLog.append`` takes the dict as it is and turns it into numbers only when
+    a row is written or read.
+
+    Args:
+        pos, vel: [N, D] positions and velocities. period: [D] or None.
+        nn_sample: agents whose nearest-neighbor distances estimate the mean.
+    """
+    return {"polarization": polarization_tensor(vel), "mean_speed": mean_speed_tensor(vel),
+            "mean_nn_distance": mean_nn_distance_tensor(pos, period, nn_sample)}
 
 
 def find_modes(pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,19 +182,48 @@ class MetricsLog:
 
     ``log["polarization"]`` is the column as a list; listeners get each new row
     (the CLI writes CSV lines as they come, so an interrupted run keeps them).
+    Rows may be appended with 0-d tensors as values (``boids_metrics``): they become
+    floats, in one device sync for every pending row, only when rows are read or a
+    listener writes them.
     """
 
     def __init__(self):
-        self.rows: list[dict[str, float]] = []
+        self._rows: list[dict[str, float]] = []
+        self._pending = 0          # rows at the end of _rows that may still hold tensors
         self._listeners: list[Callable[[dict[str, float]], None]] = []
 
     def add_listener(self, fn: Callable[[dict[str, float]], None]) -> None:
         self._listeners.append(fn)
 
-    def append(self, row: dict[str, float]) -> None:
-        self.rows.append(row)
-        for fn in self._listeners:
-            fn(row)
+    def append(self, row: dict) -> None:
+        self._rows.append(row)
+        self._pending += 1
+        if self._listeners:
+            row = self.rows[-1]
+            for fn in self._listeners:
+                fn(row)
+
+    @property
+    def rows(self) -> list[dict[str, float]]:
+        if self._pending:
+            self._materialize()
+        return self._rows
+
+    @rows.setter
+    def rows(self, rows: list[dict]) -> None:
+        self._rows = list(rows)
+        self._pending = len(self._rows)
+
+    def _materialize(self) -> None:
+        tail = self._rows[len(self._rows) - self._pending:]
+        tensors = [v for row in tail for v in row.values() if isinstance(v, torch.Tensor)]
+        if tensors:
+            values = iter(torch.stack([t.detach().reshape(()).to(torch.float64) for t in tensors]).cpu().tolist())
+            for row in tail:
+                for key, v in row.items():
+                    if isinstance(v, torch.Tensor):
+                        row[key] = next(values)
+        self._pending = 0
 
     @property
     def columns(self) -> list[str]:
@@ -134,10 +233,10 @@ class MetricsLog:
         return [row[name] for row in self.rows]
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._rows)
 
     def last(self) -> dict[str, float]:
-        return self.rows[-1] if self.rows else {}
+        return self.rows[-1] if self._rows else {}
 
     def to_csv(self, path) -> None:
         with open(path, "w", newline="", encoding="utf-8") as fh:

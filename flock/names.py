@@ -15,7 +15,7 @@ GROUP_FORMULATIONS = ("seed", "reynolds")
 FORMULATION_NAMES = (*BOID_FORMULATIONS, "meanshift", "circles", "neural")
 
 # Neighbor backends a scenario, the CLI and ``Simulation`` accept ("auto" picks one).
-BACKEND_NAMES = ("auto", "dense", "grid", "fused", "triton")
+BACKEND_NAMES = ("auto", "dense", "grid", "fused", "triton", "numba")
 
 BOUNDARY_NAMES = ("wrap", "soft", "reflect", "open")
 

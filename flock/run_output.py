@@ -87,16 +87,26 @@ def finish_outputs(steps: list[tuple[str, Callable[[], object]]]) -> list[str]:
     return failures
 
 
-def run_summary(sim, seconds: float, interrupted: bool) -> str:
-    """The closing line of a run: steps, agents, agent-steps/s, device, backend, last metrics."""
+def run_summary(sim, seconds: float, interrupted: bool, steps_done: int | None = None) -> str:
+    """The closing line of a run: steps, agents, agent-steps/s, device, backend, NaN-guard
+    corrections, last metrics.
+
+    Args:
+        sim: the simulation after the run.
+        seconds: wall time the run stepped (time paused in a window left out by the caller).
+        interrupted: the run was stopped early.
+        steps_done: steps this run did (a resumed run started at the checkpoint's step);
+            default all of ``sim.step_count``.
+    """
     n = sim.state.n_agents
-    steps = sim.metrics.last().get("step", sim.step_count) if sim.metrics else sim.step_count
-    rate = n * sim.step_count / seconds if seconds > 0 else math.inf
+    steps = sim.step_count if steps_done is None else int(steps_done)
+    rate = n * steps / seconds if seconds > 0 else math.inf
     name = sim.scenario.name or (sim.scenario.source.stem if sim.scenario.source else "scenario")
     head = "interrupted" if interrupted else "done"
     text = (f"{name}: {head} after {steps} steps of {n} agents in {seconds:.2f} s "
             f"({rate:,.0f} agent-steps/s) on {sim.device}, backend {sim.backend}")
     last = sim.metrics.last()
+    text += f", {int(sim.nan_corrections)} NaN-guard corrections"
     if sim.params.rule.converges:
         conv = "converged" if sim.done and sim.last_shift < sim.scenario.rules.tol else "not converged"
         text += f"; {last.get('n_modes', '?')} modes, {conv} (shift {sim.last_shift:.2e})"

@@ -17,7 +17,7 @@ unknown keys suggest the closest known key. Nothing runs on a half-valid file.
              wander; avoidance: weight, lookahead)
              or meanshift (kernel, bandwidth, radius, truncate, tol, max_iter)
              or circles (radius, repulse: FLAME GPU 2's circles benchmark)
-    run:     steps, dt, seed, device, dtype, backend
+    run:     steps, dt, seed, device, dtype, backend, threads
     metrics: every, nn_sample
     render:  hints for the window and frames
 """
@@ -315,6 +315,7 @@ class RunSpec(_Model):
     device: str = "auto"
     dtype: Literal[DTYPE_NAMES] = "float32"
     backend: Literal[BACKEND_NAMES] = "auto"
+    threads: Annotated[int, Field(ge=1, le=4096)] | None = None   # CPU threads (torch, numba); None: flock.threads
 
 
 class MetricsSpec(_Model):

@@ -24,7 +24,7 @@ import torch
 from .errors import ScenarioError
 from .forces import PointForce
 from .kernels import Kernel, max_support
-from .metrics import MetricsLog, count_modes, mean_nearest_neighbor_distance, mean_speed, polarization
+from .metrics import MetricsLog, boids_metrics, count_modes, mean_speed_tensor
 from .neighbors import BACKENDS, choose_backend, is_fused_compatible
 from .params import Params, build_params
 from .resources import check_run_memory
@@ -227,6 +227,11 @@ class Simulation:
         return self.step_count * self._scenario.run.dt
 
     @property
+    def nan_corrections(self) -> int:
+        """Agents the NaN guard has put back so far (reading it synchronises)."""
+        return int(self._nan_corrections)
+
+    @property
     def last_shift(self) -> float:
         """The largest last relative shift over the members (mean shift; NaN before the first step)."""
         finite = [s for s in self.member_shift if math.isfinite(s)]
@@ -247,7 +252,7 @@ class Simulation:
 
     def _resolve_backend(self, kernels: list[Kernel]) -> None:
         req = self.requested_backend
-        if req in ("grid", "triton") and math.isinf(max_support(kernels)):
+        if req in ("grid", "triton", "numba") and math.isinf(max_support(kernels)):
             raise ScenarioError(f"run.backend: '{req}' needs kernels of finite support, but the untruncated "
                                 "gaussian has none; set rules.truncate: true (3 x bandwidth) or use dense/fused")
         if req == "triton":
@@ -402,20 +407,18 @@ class Simulation:
             row["n_modes"] = count_modes(state.pos, sc.rules.bandwidth)
             row["shift"] = shift
         elif not rule.is_boid:
-            row["mean_speed"] = mean_speed(state.vel)
+            row["mean_speed"] = mean_speed_tensor(state.vel)
         else:
-            row["polarization"] = polarization(state.vel)
-            row["mean_speed"] = mean_speed(state.vel)
-            row["mean_nn_distance"] = mean_nearest_neighbor_distance(
-                state.pos, self._params.world.period(state.pos), max_queries=sc.metrics.nn_sample)
+            # 0-d device tensors: the log turns them into numbers when a row is read or written
+            row.update(boids_metrics(state.pos, state.vel, self._params.world.period(state.pos), sc.metrics.nn_sample))
         return row
 
     def measure(self) -> dict[str, Any]:
         """The metrics of the current state (see ``flock.metrics``); a list of B values each for B members."""
         row: dict[str, Any] = {"step": self.step_count, "time": self.time, "n_agents": self.n_per_member,
-                               "nan_corrections": int(self._nan_corrections)}
+                               "nan_corrections": self._nan_corrections.clone()}
         if self._scenario.obstacles:
-            row["obstacle_corrections"] = int(self._obstacle_corrections)
+            row["obstacle_corrections"] = self._obstacle_corrections.clone()
         n = self.n_per_member
         if not self._member_rows:
             row.update(self._measure_rows(self._state, self.member_shift[0]))
@@ -426,7 +429,10 @@ class Simulation:
             part = FlockState(pos=self._state.pos[rows], vel=self._state.vel[rows], group=self._state.group[rows])
             per_member.append(self._measure_rows(part, self.member_shift[e]))
         for key in per_member[0]:
-            row[key] = [r[key] for r in per_member]
+            values = [r[key] for r in per_member]
+            if values and isinstance(values[0], torch.Tensor):      # one read for all members
+                values = torch.stack([v.to(torch.float64) for v in values]).tolist()
+            row[key] = values
         if self._params.rule.converges:
             row["member_steps"] = self.member_steps.tolist()
         return row

@@ -198,7 +198,7 @@ def chase_nearest(state: FlockState, params, steer: dict) -> torch.Tensor:
     Every agent queries (no host-side selection of the hunters, so no sync); the steering is
     kept for the hunters only.
     """
-    from .neighbors.nearest import nearest_neighbor
+    from .neighbors.nearest import nearest
 
     accel = torch.zeros_like(state.pos)
     inter = params.scenario.interactions
@@ -210,8 +210,7 @@ def chase_nearest(state: FlockState, params, steer: dict) -> torch.Tensor:
     for item in inter.chase:
         if item.mode != "nearest":
             continue
-        idx, _ = nearest_neighbor(pos, radius=item.radius, period=period,
-                                  candidates=group == names.index(item.prey))
+        idx, _ = nearest(pos, radius=item.radius, period=period, candidates=group == names.index(item.prey))
         target = minimum_image(pos[idx.clamp_min(0)] - pos, period)
         active = ((idx >= 0) & (group == names.index(item.predator)))[:, None]
         accel = accel + item.weight * reynolds_steer(target, vel, active, **steer)

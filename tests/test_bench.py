@@ -29,3 +29,17 @@ def test_bench_writes_json_records(tmp_path, capsys):
         assert key in rec
     assert rec["n_agents"] == 200 and rec["device"] == "cpu" and rec["ms_per_step"] > 0
     assert "agent-steps/s" in capsys.readouterr().out
+
+
+def test_bench_metrics_on_off_threads_and_compile_column(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = cli.main(["bench", "--agents", "600", "--backend", "numba", "--no-baseline", "--metrics", "on,off",
+                   "--threads", "1", "--repeats", "1", "--steps", "1", "--warmup", "1", "--device", "cpu",
+                   "--json", str(out)])
+    assert rc == 0
+    records = json.loads(out.read_text())
+    assert [r["metrics"] for r in records] == ["on", "off"]
+    assert all(r["threads_torch"] == 1 and r["threads_numba"] == 1 for r in records)
+    assert all(r["backend"] == "numba" and r["compile_ms"] is not None for r in records)
+    assert "compile ms" in capsys.readouterr().out
+    assert cli.main(["bench", "--metrics", "maybe"]) == 2

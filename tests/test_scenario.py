@@ -59,7 +59,7 @@ def _with(path, value):
     ("agents.position", {"kind": "blob"}, "agents.position: expected 'kind' to be one of"),
     ("agents.velocity", {"kind": "uniform", "low": [0, 0]}, "agents.velocity: a uniform velocity needs both low and high"),
     ("run.device", "tpu", "bad.yaml: run.device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
-    ("run.backend", "magic", "bad.yaml: run.backend: expected 'auto', 'dense', 'grid', 'fused' or 'triton', got 'magic'"),
+    ("run.backend", "magic", "bad.yaml: run.backend: expected 'auto', 'dense', 'grid', 'fused', 'triton' or 'numba', got 'magic'"),
 ])
 def test_bad_values_name_file_key_value_and_expectation(path, value, expected):
     assert expected in _error(_with(path, value))

@@ -166,3 +166,31 @@ def test_groups_resume_from_a_checkpoint_bit_identically(tmp_path):
     resumed.step(3)
     assert torch.equal(resumed.state.group, sim.state.group)
     assert torch.equal(resumed.state.pos, sim.state.pos) and torch.equal(resumed.state.vel, sim.state.vel)
+
+
+@pytest.mark.slow
+def test_nearest_chase_with_100k_prey_runs_in_memory_proportional_to_n():
+    """The nearest-prey query goes through the cell list: 100,000 prey take one step in well
+    under a gigabyte (a dense N x N scan would need 80 GB at float64, or hours in chunks)."""
+    import subprocess
+    import sys
+
+    code = """
+import resource, torch, flock
+from flock.scenario import validate_scenario
+data = {"world": {"dims": 2, "size": [2000.0, 2000.0], "boundary": "wrap"},
+        "agents": {"name": "prey", "count": 100000, "max_speed": 1.0, "max_force": 0.05},
+        "rules": {"formulation": "reynolds", "cohesion": {"weight": 1.0, "radius": 5.0},
+                  "alignment": {"weight": 1.0, "radius": 5.0}, "separation": {"weight": 1.0, "radius": 2.0}},
+        "species": [{"name": "predator", "count": 10, "max_speed": 2.0}],
+        "interactions": {"chase": [{"predator": "predator", "prey": "prey", "radius": 50.0, "mode": "nearest"}]}}
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+sim = flock.Simulation(validate_scenario(data), device="cpu", backend="grid", record_metrics=False)
+sim.step(1)
+assert torch.isfinite(sim.state.pos).all()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    grown = int(out.stdout.strip().splitlines()[-1])
+    assert grown < 1 << 30, f"peak memory grew by {grown / 2**20:.0f} MiB"

@@ -5,12 +5,14 @@ for K kernel channels with the chosen backend; see ``dense.py`` for the layout.
 
     dense   every pair, in memory-bounded row chunks (any kernel)
     grid    cell list, 3^D neighboring cells (finite support)
+    numba   the fused cell-list loop compiled for the CPU with numba (finite support; CPU default)
     fused   scaled_dot_product_attention (untruncated Gaussian over positions only)
     triton  fused cell-list kernel in Triton (finite support; CUDA, or the interpreter in tests)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import torch
@@ -40,7 +42,8 @@ def choose_backend(n_agents: int, kernels: list[Kernel], device: torch.device | 
     """The backend ``auto`` resolves to.
 
     Finite support, enough agents and a world several supports wide -> grid (triton on
-    CUDA when triton is installed); untruncated Gaussian -> fused; otherwise dense.
+    CUDA when triton is installed, numba on the CPU when numba is installed);
+    untruncated Gaussian -> fused; otherwise dense.
     """
     device = torch.device(device)
     support = max_support(kernels)
@@ -55,7 +58,14 @@ def choose_backend(n_agents: int, kernels: list[Kernel], device: torch.device | 
 
         if triton_available():
             return "triton"
+    elif device.type == "cpu" and numba_installed():
+        return "numba"
     return "grid"
+
+
+def numba_installed() -> bool:
+    """True when numba can be imported (checked without importing it: that takes a while)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def reduce_neighbors(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
@@ -82,10 +92,13 @@ def reduce_neighbors(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel]
     if backend == "triton":
         from .triton_grid import reduce_triton
         return reduce_triton(pos, vel, kernels, columns=columns, **kwargs)
+    if backend == "numba":
+        from .numba_grid import reduce_numba
+        return reduce_numba(pos, vel, kernels, **kwargs)
     raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
 
 
 from .batched import reduce_dense_batched, reduce_members  # noqa: E402  (uses reduce_neighbors lazily)
 
 __all__ = ["BACKENDS", "DEFAULT_MEMORY_BUDGET", "choose_backend", "dense_chunk_rows", "is_fused_compatible",
-           "reduce_dense", "reduce_dense_batched", "reduce_members", "reduce_neighbors"]
+           "numba_installed", "reduce_dense", "reduce_dense_batched", "reduce_members", "reduce_neighbors"]

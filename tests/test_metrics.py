@@ -1,0 +1,64 @@
+"""Metrics: the cell-list nearest-neighbor estimate reads what the dense scan read; rows hold tensors until read."""
+
+import math
+
+import pytest
+import torch
+
+from flock.metrics import (MetricsLog, boids_metrics, mean_nearest_neighbor_distance, mean_speed,
+                           nn_sample_index, polarization)
+from flock.world import minimum_image
+
+
+def dense_mean_nn(pos, period, max_queries):
+    """The estimate as it was computed before the cell list: sampled rows against everyone."""
+    idx = nn_sample_index(pos.shape[0], max_queries, pos.device)
+    off = minimum_image(pos[None, :, :] - pos[idx][:, None, :], period)
+    d = torch.linalg.vector_norm(off, dim=-1)
+    d[torch.arange(len(idx)), idx] = math.inf
+    return float(d.min(dim=1).values.mean())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("periodic", [False, True], ids=["open", "wrap"])
+@pytest.mark.parametrize("n,layout", [(2, "uniform"), (50, "uniform"), (700, "uniform"), (700, "clumped"),
+                                      (3000, "sampled")])
+def test_nearest_neighbor_metric_equals_the_dense_scan(n, layout, periodic, dtype):
+    g = torch.Generator().manual_seed(n)
+    pos = torch.rand(n, 3 if layout == "clumped" else 2, generator=g, dtype=dtype) * 40.0
+    if layout == "clumped":
+        pos[: n // 2] = 20.0 + 0.01 * pos[: n // 2]               # a tight ball and a few far outliers
+        pos[-3:] = torch.tensor([[0.0, 0.0, 0.0], [39.9, 39.9, 39.9], [0.0, 39.9, 20.0]], dtype=dtype)
+    period = torch.full((pos.shape[1],), 40.0, dtype=dtype) if periodic else None
+    got = mean_nearest_neighbor_distance(pos, period, max_queries=500 if layout == "sampled" else 2000)
+    want = dense_mean_nn(pos, period, 500 if layout == "sampled" else 2000)
+    assert got == pytest.approx(want, rel=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+def test_fewer_than_two_agents():
+    assert math.isnan(mean_nearest_neighbor_distance(torch.zeros(1, 2)))
+    assert math.isnan(mean_nearest_neighbor_distance(torch.zeros(0, 3)))
+
+
+def test_boids_metrics_are_tensors_until_the_log_is_read():
+    g = torch.Generator().manual_seed(1)
+    pos, vel = torch.rand(300, 2, generator=g) * 10, torch.randn(300, 2, generator=g)
+    period = torch.tensor([10.0, 10.0])
+    row = boids_metrics(pos, vel, period)
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in row.values())
+    log = MetricsLog()
+    log.append({"step": 1, **row})
+    log.append({"step": 2, **boids_metrics(pos, -vel, period)})
+    assert isinstance(log._rows[0]["polarization"], torch.Tensor)        # nothing read yet
+    assert log["polarization"] == pytest.approx([polarization(vel)] * 2)
+    assert log.last()["mean_speed"] == pytest.approx(mean_speed(vel))
+    assert log.last()["mean_nn_distance"] == pytest.approx(mean_nearest_neighbor_distance(pos, period))
+    assert all(type(v) in (int, float) for r in log.rows for v in r.values())
+
+
+def test_listeners_get_numbers():
+    seen = []
+    log = MetricsLog()
+    log.add_listener(seen.append)
+    log.append({"step": 3, "mean_speed": torch.tensor(2.5)})
+    assert seen == [{"step": 3, "mean_speed": 2.5}] and isinstance(seen[0]["mean_speed"], float)

@@ -1,0 +1,46 @@
+"""flock sets torch's and numba's CPU threads itself; --threads and run.threads override."""
+
+import pytest
+import torch
+
+from flock import cli
+from flock.threads import NUMBA_PARALLEL_AGENTS, TORCH_PARALLEL_AGENTS, default_threads, free_cores, set_threads
+
+numba = pytest.importorskip("numba")
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    before = torch.get_num_threads(), numba.get_num_threads()
+    yield
+    torch.set_num_threads(before[0])
+    numba.set_num_threads(before[1])
+
+
+def test_defaults_by_size():
+    assert default_threads(1000) == (1, 1)
+    assert default_threads(NUMBA_PARALLEL_AGENTS) == (1, free_cores())
+    assert default_threads(TORCH_PARALLEL_AGENTS) == (free_cores(), free_cores())
+
+
+def test_set_threads_sets_both_and_rejects_bad_counts():
+    assert set_threads(1) == (1, 1)
+    assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+    with pytest.raises(ValueError, match="threads: expected an integer >= 1, got 0"):
+        set_threads(0)
+
+
+@pytest.mark.parametrize("how", ["flag", "scenario"])
+def test_run_honours_threads(tmp_path, how):
+    torch.set_num_threads(2)
+    extra = ["--threads", "1"] if how == "flag" else ["--set", "run.threads=1"]
+    rc = cli.main(["run", "scenarios/boids_torus.yaml", "--headless", "--steps", "1", "--quiet",
+                   "--set", "agents.count=40", "--out", str(tmp_path), *extra])
+    assert rc == 0
+    assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+
+
+def test_bad_thread_count_is_a_clear_error(tmp_path, capsys):
+    rc = cli.main(["run", "scenarios/boids_torus.yaml", "--headless", "--steps", "1", "--quiet",
+                   "--set", "agents.count=40", "--out", str(tmp_path), "--threads", "0"])
+    assert rc == 2 and "--threads" in capsys.readouterr().err
