@@ -8,7 +8,7 @@
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .errors import ScenarioError
 from .kernels import Kernel
-from .meanshift import MeanShift, estimate_bandwidth
+from .meanshift import MeanShift, estimate_bandwidth, mean_shift
 from .neighbors import reduce_neighbors
 from .scenario import Scenario, load_scenario, validate_scenario
 from .simulation import Simulation
@@ -18,5 +18,5 @@ from .world import World
 __version__ = "0.1.0"
 
 __all__ = ["CheckpointError", "FlockState", "Kernel", "MeanShift", "Scenario", "ScenarioError", "Simulation", "World",
-           "estimate_bandwidth", "load_checkpoint", "load_scenario", "reduce_neighbors", "save_checkpoint", "validate_scenario",
+           "estimate_bandwidth", "load_checkpoint", "mean_shift", "load_scenario", "reduce_neighbors", "save_checkpoint", "validate_scenario",
            "__version__"]
