@@ -80,6 +80,8 @@ GAUSSIAN_TRUNCATE = 3.0
 # 128 0.69 s.
 _BATCH_ROWS = 256
 _BATCH_MIN_PAIRS = 1 << 23
+# scikit-learn's NearestNeighbors (n_neighbors=5) measures at most this many points by brute force
+_SKLEARN_BRUTE_MAX = 11
 # float32 data wider than this many supports is always batched (see _Sums._wide)
 _WIDE_FLOAT32 = 64
 
@@ -567,7 +569,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
             raise ValueError(f"No point was within bandwidth={bandwidth:f} of any seed. Try a different "
                              "seeding strategy or increase the bandwidth.")
         centres = _select_centres(centres, intensity, bandwidth)
-        labels, dist = _nearest(where, centres)
+        labels, dist = _label_points(where, centres)
         if not self.cluster_all:
             labels = torch.where(dist <= bandwidth, labels, -1)
         return centres, labels, n_iter, bandwidth, backend
@@ -603,7 +605,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
         x, back = self._points(X, device, reset=False)
         centres = torch.as_tensor(self.cluster_centers_).to(device=device, dtype=x.dtype)
         with _cpu_threads(self.n_jobs):
-            labels, _ = _nearest(x, centres)
+            labels, _ = _label_points(x, centres)
         return _hand_back(labels, back)
 
 
@@ -846,15 +848,45 @@ def _select_centres(centres: torch.Tensor, intensity: torch.Tensor, bandwidth: f
     keys = [uniq[:, d].cpu().numpy() for d in range(uniq.shape[1] - 1, -1, -1)]
     order = np.lexsort(keys + [inten.cpu().numpy()])[::-1]
     ranked = uniq[torch.as_tensor(order.copy(), device=centres.device)]
+    if ranked.shape[0] <= _SKLEARN_BRUTE_MAX:
+        # scikit-learn measures so few centres by brute force (|a|^2 - 2 a.b + |b|^2): its own
+        # NearestNeighbors, to drop the same ones when two lie at (rounding of) the bandwidth
+        from sklearn.neighbors import NearestNeighbors
+
+        arr = ranked.cpu().numpy()
+        nbrs = NearestNeighbors(radius=bandwidth).fit(arr)
+        unique = np.ones(len(arr), dtype=bool)
+        for i in range(len(arr)):
+            if unique[i]:
+                unique[nbrs.radius_neighbors(arr[i:i + 1], return_distance=False)[0]] = False
+                unique[i] = True
+        return ranked[torch.as_tensor(unique, device=ranked.device)]
+    r64 = ranked.to(torch.float64)       # the exact test of scikit-learn's trees, in float64
     remaining = torch.arange(ranked.shape[0], device=centres.device)
     kept = []
     while remaining.numel():
         i = remaining[0]
         kept.append(i)
         rest = remaining[1:]
-        d = torch.linalg.vector_norm(ranked[rest] - ranked[i], dim=1)
+        d = torch.linalg.vector_norm(r64[rest] - r64[i], dim=1)
         remaining = rest[d > bandwidth]
     return ranked[torch.stack(kept)]
+
+
+def _label_points(x: torch.Tensor, centres: torch.Tensor):
+    """Index [N] (int64) of and distance [N] to the nearest centre ([C, D]) of each point.
+
+    On CPU through scikit-learn's ``NearestNeighbors(n_neighbors=1)``, as
+    ``sklearn.cluster.MeanShift`` labels: a point equidistant from two centres
+    (integer grids) gets the same one. Elsewhere ``_nearest`` (the lowest index wins ties).
+    """
+    if x.device.type != "cpu":
+        return _nearest(x, centres)
+    from sklearn.neighbors import NearestNeighbors
+
+    nbrs = NearestNeighbors(n_neighbors=1).fit(centres.numpy())
+    dist, idx = nbrs.kneighbors(x.numpy())
+    return torch.from_numpy(idx[:, 0].astype(np.int64)), torch.from_numpy(dist[:, 0])
 
 
 def _nearest(x: torch.Tensor, centres: torch.Tensor):

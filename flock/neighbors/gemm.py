@@ -18,7 +18,8 @@ queries x 20,000 points, float32, median of 5 after a warm-up).
 
 Exactness. The identity cancels: its rounding error grows with |q|^2 + |x|^2,
 not with |q - x|^2. Queries go in Z-ordered tiles of at most ``TILE_ROWS``,
-each centred on its own mean c; with u = eps / 2 (the dtype's unit roundoff) the
+each centred on its own mean c (rounded to a power of two near the tile's
+extent, so that data on a coarse binary grid such as integers sum exactly); with u = eps / 2 (the dtype's unit roundoff) the
 error of a computed d^2 - r^2 is at most u (2 D + 5) ((|q_i - c| + |x_j - c|)^2 + r^2)
 (centring, the norms, the product), so with P = max_j |x_j - c| over the
 tile's points every pair with the computed value within
@@ -43,6 +44,8 @@ bound exceeds 1e-4 r^2 (a tile wide against the support).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -111,6 +114,24 @@ def _spatial_order(queries: torch.Tensor) -> torch.Tensor | None:
     if not extent > 0:
         return None
     return torch.argsort(zorder(queries, lo, extent / 1024 * (1 + 1e-6)))
+
+
+def _round_centre(q: torch.Tensor, support: float) -> torch.Tensor:
+    """The centring point of a tile: its queries' mean rounded to a power of two ~ its extent.
+
+    A coarse binary grid keeps x - c exact for data on it (integers, halves...),
+    so the sums of such data are exact and a mean comes out as numpy's mean
+    (whose ties at the bandwidth then fall as scikit-learn's); it moves c by at
+    most half the tile's extent (plus support), which the tolerance covers.
+    """
+    centre = q.mean(0)
+    span = float((q.max(0).values - q.min(0).values).max())
+    if math.isfinite(support):
+        span += support
+    if not span > 0:
+        return centre
+    step = 2.0 ** math.floor(math.log2(span))
+    return torch.round(centre / step) * step
 
 
 def gemm_rows(n_points: int, itemsize: int, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> int:
@@ -202,7 +223,7 @@ def reduce_gemm(points: torch.Tensor, queries: torch.Tensor, kernel: Kernel,
                if finite else None)
     for start in range(0, n_query, rows):
         q = queries[start:start + rows]
-        centre = q.mean(0)
+        centre = _round_centre(q, kernel.support)
         pc = points - centre                                    # [N, D], centred
         qc = q - centre                                         # [m, D]
         # d^2 - offset = [q, |q|^2, 1] . [-2 x, 1, |x|^2 - offset]: one product, no broadcasts
