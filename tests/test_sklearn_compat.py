@@ -6,10 +6,8 @@ which flock used to differ: ties at exactly the bandwidth on integer grids, and
 float32 data far from the origin.
 """
 
-import os
+import importlib.util
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,36 +27,30 @@ from flock.meanshift import MeanShift  # noqa: E402
 from flock.testing import adjusted_rand_index as ari  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SKLEARN_IMPORT = "from sklearn.cluster import MeanShift, estimate_bandwidth, get_bin_seeds, mean_shift"
-FLOCK_IMPORT = "from flock.meanshift import MeanShift, estimate_bandwidth, get_bin_seeds, mean_shift"
 
 
-def sklearn_test_file(dest: Path) -> Path:
-    """scikit-learn's installed ``cluster/tests/test_mean_shift.py`` with the import swapped, in ``dest``."""
-    src = Path(sklearn.__file__).parent / "cluster" / "tests" / "test_mean_shift.py"
-    if not src.is_file():
-        pytest.skip(f"scikit-learn's tests are not installed ({src})")
-    text = src.read_text()
-    assert text.count(SKLEARN_IMPORT) == 1, f"{src}: the import line changed; update SKLEARN_IMPORT"
-    out = dest / "test_mean_shift_flock.py"
-    out.write_text(text.replace(SKLEARN_IMPORT, FLOCK_IMPORT))
-    return out
+def load_compare_tool():
+    """tools/compare_sklearn.py as a module (it owns the swap of scikit-learn's test file)."""
+    spec = importlib.util.spec_from_file_location("compare_sklearn", ROOT / "tools" / "compare_sklearn.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.slow
 def test_sklearn_own_mean_shift_tests_pass(tmp_path):
     """Every test of scikit-learn's file, float32 and float64, under scikit-learn's own conftest."""
-    path = sklearn_test_file(tmp_path)
-    env = dict(os.environ, SKLEARN_RUN_FLOAT32_TESTS="1", SKLEARN_WARNINGS_AS_ERRORS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "sklearn.conftest", "-p", "no:cacheprovider",
-                           "--rootdir", str(tmp_path), str(path)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    report = proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert proc.returncode == 0, report
-    assert " passed" in report and "failed" not in report and "error" not in report.lower(), report
-    assert "flock" in subprocess.run([sys.executable, "-c", "import flock; print(flock.__file__)"], env=env,
-                                     capture_output=True, text=True).stdout
+    tool = load_compare_tool()
+    try:
+        path = tool.swapped_sklearn_test_file(tmp_path)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    text = path.read_text()
+    assert tool.FLOCK_IMPORT in text and "from sklearn.cluster import" not in text
+    result = tool.run_sklearn_tests(tmp_path)
+    assert result["returncode"] == 0, result["output"]
+    assert " passed" in result["summary"] and "failed" not in result["summary"], result["output"]
+    assert "error" not in result["summary"], result["output"]
 
 
 @pytest.mark.slow

@@ -90,6 +90,8 @@ def exact_weights(kernel: Kernel, d2: torch.Tensor) -> torch.Tensor:
 # Queries go in tiles of at most this many rows, in Z-order, each centred on its own mean:
 # the rounding of d^2 (and so the pairs to decide again) grows with a tile's extent.
 TILE_ROWS = 256
+# ... and, for finite supports, a tile holds the queries of one cell of this many supports a side
+TILE_SUPPORTS = 4.0
 # triangular / cut Gaussian: pairs inside the support are redone exactly when a tile's
 # bound on the rounding of d^2 exceeds this share of r^2
 _INSIDE_REL = 1e-4
@@ -107,13 +109,31 @@ def zorder(x: torch.Tensor, lo: torch.Tensor, cell: float) -> torch.Tensor:
     return key
 
 
-def _spatial_order(queries: torch.Tensor) -> torch.Tensor | None:
-    """A Z-order of ``queries`` over 1024 cells a side of their bounding box (None: keep the order)."""
+def _tiles(queries: torch.Tensor, rows: int, support: float) -> tuple[torch.Tensor | None, list[tuple[int, int]]]:
+    """A Z-order of ``queries`` and its tiles [(start, stop)] of at most ``rows`` rows.
+
+    Finite supports: one tile (or more, of ``rows``) per cell of side
+    ``TILE_SUPPORTS`` supports, so a tile's extent stays small against the
+    support; otherwise cells of 1/1024 of the bounding box, cut every ``rows``.
+    """
+    m = queries.shape[0]
     lo, hi = queries.min(0).values, queries.max(0).values
     extent = float((hi - lo).max())
     if not extent > 0:
-        return None
-    return torch.argsort(zorder(queries, lo, extent / 1024 * (1 + 1e-6)))
+        return None, [(s, min(s + rows, m)) for s in range(0, m, rows)]
+    finite = math.isfinite(support)
+    cell = TILE_SUPPORTS * support if finite else extent / 1024 * (1 + 1e-6)
+    key = zorder(queries, lo, cell)
+    key, order = torch.sort(key)
+    if not finite:
+        return order, [(s, min(s + rows, m)) for s in range(0, m, rows)]
+    starts = torch.ones(m, dtype=torch.bool, device=queries.device)
+    starts[1:] = key[1:] != key[:-1]
+    bounds = starts.nonzero()[:, 0].tolist() + [m]
+    tiles = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        tiles.extend((s, min(s + rows, b)) for s in range(a, b, rows))
+    return order, tiles
 
 
 def _round_centre(q: torch.Tensor, support: float) -> torch.Tensor:
@@ -141,16 +161,25 @@ def gemm_rows(n_points: int, itemsize: int, memory_budget: int = DEFAULT_MEMORY_
 
 def edge_tolerance(dim: int, dtype: torch.dtype, query_norm: torch.Tensor, point_radius: float,
                    support: float) -> torch.Tensor:
-    """[m] bound on the rounding of each query row's computed d^2 - r^2 (module text).
+    """[m] bound on the rounding of each query row's computed d^2 - r^2 near the edge (module text).
 
     Args:
         dim: D. dtype: the computation's float dtype.
         query_norm: [m] |q_i - c|, each query's distance from the centring point c.
-        point_radius: P = max_j |x_j - c| over the chunk's points.
+        point_radius: P = max_j |x_j - c| over the tile's points.
         support: r, the kernel's support radius, data units.
+
+    With c_e = 2 (D + 3) eps, every pair's error is below c_e ((|q_i - c| +
+    |x_j - c|)^2 + r^2). When c_e (R + P)^2 <= r^2 / 4 (R = max_i |q_i - c|), a
+    pair with |x_j - c| > |q_i - c| + 1.5 r has d^2 - r^2 >= 1.25 r^2, above its
+    error and any tolerance here: only pairs with |x_j - c| <= |q_i - c| + 1.5 r
+    can be near the edge, and the bound uses that; otherwise it uses P.
     """
-    eps = torch.finfo(dtype).eps
-    return 2 * (dim + 3) * eps * ((query_norm.double() + point_radius) ** 2 + support ** 2)
+    ce = 2 * (dim + 3) * torch.finfo(dtype).eps
+    qn = query_norm.double()
+    if ce * (float(qn.max()) + point_radius) ** 2 <= support ** 2 / 4:
+        return ce * ((2 * qn + 1.5 * support) ** 2 + support ** 2)
+    return ce * ((qn + point_radius) ** 2 + support ** 2)
 
 
 def _edge_rows(v: torch.Tensor, tol: torch.Tensor, scratch: torch.Tensor, inside: bool) -> torch.Tensor:
@@ -212,7 +241,7 @@ def reduce_gemm(points: torch.Tensor, queries: torch.Tensor, kernel: Kernel,
     finite = kernel.radius is not None
     # finite kernels hold a second [rows, N] buffer (the edge search) in the budget
     rows = min(TILE_ROWS, gemm_rows(n_points, points.element_size() * (2 if finite else 1), memory_budget))
-    order = _spatial_order(queries) if n_query > rows else None
+    order, tiles = _tiles(queries, rows, kernel.support)
     if order is not None:
         queries = queries[order]
     weight = (torch.ones(n_points, 1, device=points.device, dtype=points.dtype) if counts is None
@@ -221,8 +250,8 @@ def reduce_gemm(points: torch.Tensor, queries: torch.Tensor, kernel: Kernel,
     offset = float(kernel.radius) ** 2 if finite else 0.0
     scratch = (torch.empty(min(rows, n_query), n_points, device=points.device, dtype=points.dtype)
                if finite else None)
-    for start in range(0, n_query, rows):
-        q = queries[start:start + rows]
+    for start, stop in tiles:
+        q = queries[start:stop]
         centre = _round_centre(q, kernel.support)
         pc = points - centre                                    # [N, D], centred
         qc = q - centre                                         # [m, D]
@@ -249,11 +278,11 @@ def reduce_gemm(points: torch.Tensor, queries: torch.Tensor, kernel: Kernel,
         values = torch.cat([pc * weight, weight], 1).T.contiguous()  # [D + 1, N]
         # [D + 1, N] @ [N, m] is ~2x faster than [m, N] @ [N, D + 1] for thin outputs
         s = (values @ w.T).T                                    # [m, D + 1], centred positions
-        out[start:start + rows, :dim] = s[:, :dim] + centre * s[:, dim:]
-        out[start:start + rows, dim] = s[:, dim]
+        out[start:stop, :dim] = s[:, :dim] + centre * s[:, dim:]
+        out[start:stop, dim] = s[:, dim]
     if order is not None:
         out[order] = out.clone()
     return out
 
 
-__all__ = ["GEMM_KINDS", "TILE_ROWS", "edge_tolerance", "exact_weights", "gemm_rows", "reduce_gemm", "zorder"]
+__all__ = ["GEMM_KINDS", "TILE_ROWS", "TILE_SUPPORTS", "edge_tolerance", "exact_weights", "gemm_rows", "reduce_gemm", "zorder"]
