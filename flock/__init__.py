@@ -13,6 +13,7 @@ import importlib.util
 _EXPORTS = {
     "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
     "ScenarioError": "errors", "Kernel": "kernels", "MeanShift": "meanshift", "estimate_bandwidth": "meanshift",
+    "mean_shift": "meanshift",
     "reduce_neighbors": "neighbors", "Scenario": "scenario", "load_scenario": "scenario",
     "validate_scenario": "scenario", "Simulation": "simulation", "FlockState": "state", "World": "world",
     "EnsembleSimulation": "ensemble", "NeuralSteering": "neural",
@@ -38,5 +39,5 @@ def __dir__():
 __version__ = "0.1.0"
 
 __all__ = ["CheckpointError", "EnsembleSimulation", "FlockState", "Kernel", "MeanShift", "NeuralSteering", "Scenario", "ScenarioError", "Simulation", "World",
-           "estimate_bandwidth", "load_checkpoint", "load_scenario", "reduce_neighbors", "save_checkpoint", "validate_scenario",
+           "estimate_bandwidth", "load_checkpoint", "mean_shift", "load_scenario", "reduce_neighbors", "save_checkpoint", "validate_scenario",
            "__version__"]

@@ -4,9 +4,13 @@ Mean shift moves points uphill on a kernel density estimate of the data: each
 point goes to the kernel-weighted mean of the data around it, until it stops
 moving. The modes it stops at are the cluster centres.
 
-``MeanShift`` follows ``sklearn.cluster.MeanShift`` (same parameters, attributes
-and post-processing; ``mode="standard"``, ``kernel="flat"`` reproduce its
-clustering), but where scikit-learn climbs seed by seed with a ball tree, here
+``MeanShift`` is a scikit-learn estimator (``ClusterMixin``, ``BaseEstimator``;
+scikit-learn's own ``test_mean_shift.py`` and ``check_estimator`` pass, see
+tests/test_sklearn_compat.py) with ``sklearn.cluster.MeanShift``'s parameters,
+attributes and post-processing; ``mode="standard"``, ``kernel="flat"`` give its
+labels, ties at exactly the bandwidth included (``d <= h``, decided by the exact
+difference test in float64, as its trees do, in float32 as in float64). Where
+scikit-learn climbs seed by seed with a KD tree, here
 every seed moves at once: one call of the one neighbor kernel
 (``flock.neighbors.reduce_neighbors``, queries = the seeds) per iteration,
 converged seeds frozen, seeds that sit on exactly the same point computed once.
@@ -41,20 +45,24 @@ centre (its final position's nearest centre in blurring mode); with
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import math
 import warnings
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import torch
+from joblib import effective_n_jobs
+from sklearn.base import BaseEstimator, ClusterMixin, _fit_context
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils.validation import check_array, check_is_fitted, check_random_state, validate_data
 
 from .kernels import Kernel
 from .neighbors import reduce_neighbors
 from .neighbors.dense import DEFAULT_MEMORY_BUDGET
 from .neighbors.fused import fused_mean_shift_step, reduce_fused
-from .neighbors.gemm import reduce_gemm
+from .neighbors.gemm import reduce_gemm, zorder
 
 from .meanshift_options import BACKENDS, KERNELS, MODES  # noqa: E402  (declared without torch for the CLI)
 
@@ -74,24 +82,30 @@ GAUSSIAN_TRUNCATE = 3.0
 # 128 0.69 s.
 _BATCH_ROWS = 256
 _BATCH_MIN_PAIRS = 1 << 23
+# scikit-learn's NearestNeighbors (n_neighbors=5) measures at most this many points by brute force
+_SKLEARN_BRUTE_MAX = 11
+# float32 data wider than this many supports is always batched (see _Sums._wide)
+_WIDE_FLOAT32 = 64
 
 
-class NotFittedError(ValueError, AttributeError):
-    """An estimator method needs ``fit`` first (as ``sklearn.exceptions.NotFittedError``)."""
+# scikit-learn's, so that ``except NotFittedError`` and its checks work (kept importable here)
+NotFittedError = NotFittedError
 
 
 # --------------------------------------------------------------------- inputs
 
-def _closest(value, options) -> str:
-    match = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
-    return f"; did you mean {match[0]!r}?" if match else ""
-
-
-def _check_choice(name: str, value, options) -> str:
-    if not isinstance(value, str) or value not in options:
-        raise ValueError(f"MeanShift: {name}: expected one of {', '.join(map(repr, options))}, "
-                         f"got {value!r}{_closest(value, options)}")
-    return value
+@contextmanager
+def _cpu_threads(n_jobs):
+    """torch's CPU threads set to ``n_jobs`` (joblib's meaning: -1 all cores) inside; None: untouched."""
+    if n_jobs is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(effective_n_jobs(n_jobs))))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def _resolve_device(device, data) -> torch.device:
@@ -141,7 +155,7 @@ def _as_points(X, name: str, device=None) -> tuple[torch.Tensor, dict]:
             a = a.astype(np.float32)
         elif a.dtype not in (np.float32, np.float64):
             a = a.astype(np.float64)
-        t = torch.from_numpy(np.ascontiguousarray(a))
+        t = _numpy_to_torch(a, "cpu")
     if t.ndim != 2:
         shape = tuple(t.shape)
         hint = (" (use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample)"
@@ -164,6 +178,13 @@ def _as_points(X, name: str, device=None) -> tuple[torch.Tensor, dict]:
     return t.to(dev).contiguous(), back
 
 
+def _numpy_to_torch(a: np.ndarray, device) -> torch.Tensor:
+    """A C-contiguous numpy array as a tensor on ``device`` (read-only arrays are copied)."""
+    if not a.flags.writeable:
+        a = a.copy()
+    return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+
 def _hand_back(t: torch.Tensor, back: dict):
     """A result tensor as the caller's kind: numpy, or a tensor on the input's device."""
     if back["kind"] == "torch":
@@ -171,66 +192,56 @@ def _hand_back(t: torch.Tensor, back: dict):
     return t.cpu().numpy()
 
 
-def _check_positive(name: str, value, *, integer=False, allow_zero=False, allow_none=False):
-    if value is None and allow_none:
-        return None
-    kind = Integral if integer else Real
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok:
-        ok = math.isfinite(float(value)) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        what = "an integer" if integer else "a finite number"
-        bound = ">= 0" if allow_zero else "> 0"
-        extra = " or None" if allow_none else ""
-        raise ValueError(f"MeanShift: {name}: expected {what} {bound}{extra}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
 # ------------------------------------------------------------------ bandwidth
 
-def estimate_bandwidth(X, quantile: float = 0.3, n_samples: int | None = None,
-                       random_state=0, *, device=None) -> float:
+@validate_params(
+    {"X": ["array-like", torch.Tensor], "quantile": [Interval(Real, 0, 1, closed="both")],
+     "n_samples": [Interval(Integral, 1, None, closed="left"), None],
+     "random_state": ["random_state"], "n_jobs": [Integral, None], "device": [str, torch.device, None]},
+    prefer_skip_nested_validation=True)
+def estimate_bandwidth(X, quantile=0.3, n_samples=None, random_state=0, n_jobs=None, *, device=None):
     """Bandwidth for mean shift from the data, as ``sklearn.cluster.estimate_bandwidth``.
 
     The mean over points of the distance to their k-th nearest neighbour (the
-    point itself counted as the first), k = max(1, int(n * quantile)); computed
-    in row chunks with torch, O(n^2) time, O(n) memory.
+    point itself counted as the first), k = max(1, int(n * quantile)); exact
+    distances (differences, float64) in row chunks with torch, O(n^2) time,
+    O(n) memory.
 
     Args:
-        X: [N, D] array-like of points (numpy, torch or nested lists).
+        X: [N, D] array-like of points (numpy, torch, pandas or nested lists).
         quantile: in [0, 1]; 0.5 uses the median distance to the other points.
         n_samples: use this many points drawn without replacement (numpy
             ``RandomState(random_state).permutation``, as scikit-learn), or all.
         random_state: int, None or ``numpy.random.RandomState`` for the subsample.
+        n_jobs: CPU threads for torch while computing (None: as set).
         device: where to compute (default: X's device, or cpu).
 
     Returns:
-        The bandwidth, a float (0 when every point has k - 1 duplicates).
+        The bandwidth as a ``numpy.float64`` (what scikit-learn returns, for
+        any input; it is a ``float``): 0 when every point has k - 1 duplicates.
     """
-    if not (isinstance(quantile, Real) and not isinstance(quantile, bool) and 0 <= quantile <= 1):
-        raise ValueError(f"estimate_bandwidth: quantile: expected a number in [0, 1], got {quantile!r}")
-    if n_samples is not None and not (isinstance(n_samples, Integral) and not isinstance(n_samples, bool)
-                                      and n_samples >= 1):
-        raise ValueError(f"estimate_bandwidth: n_samples: expected an integer >= 1 or None, "
-                         f"got {n_samples!r}")
     dev = _resolve_device(device, X)
-    x, _ = _as_points(X, "X", dev)
+    if isinstance(X, torch.Tensor):
+        x, _ = _as_points(X, "X", dev)
+    else:
+        x = _numpy_to_torch(check_array(X, order="C"), dev)
     if n_samples is not None:
-        rng = random_state if isinstance(random_state, np.random.RandomState) \
-            else np.random.RandomState(random_state)
-        idx = rng.permutation(x.shape[0])[:n_samples]
+        idx = check_random_state(random_state).permutation(x.shape[0])[:n_samples]
         x = x[torch.as_tensor(idx, device=dev)]
-    return _bandwidth_of(x, quantile)
+    with _cpu_threads(n_jobs):
+        return np.float64(_bandwidth_of(x, quantile))
 
 
 def _bandwidth_of(x: torch.Tensor, quantile: float) -> float:
+    """Mean distance to the k-th nearest point (k = max(1, int(n quantile))) of x ([N, D]), in float64."""
+    x = x.to(torch.float64)
     n = x.shape[0]
     k = max(1, int(n * quantile))
     rows = max(1, int((64 * 2**20) // (max(n, 1) * x.element_size() * 3)))
     total = torch.zeros((), dtype=torch.float64, device=x.device)
     for start in range(0, n, rows):
         d = torch.cdist(x[start:start + rows], x, compute_mode="donot_use_mm_for_euclid_dist")
-        total += torch.kthvalue(d, k, dim=1).values.to(torch.float64).sum()
+        total += torch.kthvalue(d, k, dim=1).values.sum()
     return float(total) / n
 
 
@@ -285,9 +296,18 @@ def choose_meanshift_backend(kernel: str, n_points: int, bandwidth: float, exten
     by ~2x run to run on this shared machine; the choices hold across runs). On
     CUDA (not measured here) dense does 20,000 x 20,000 pairs in milliseconds,
     so the grid is kept for N >= 100,000.
+
+    The flat kernel always runs dense (issue 15): only the matrix-product path
+    decides pairs at the bandwidth's edge by the exact test and counts
+    ``d <= h`` as scikit-learn does; the grid's flat kernel is the engine's
+    (``d < h``, distances rounded in the data's dtype), so ``backend="grid"``
+    may differ from scikit-learn for points at (or within rounding of) exactly
+    the bandwidth.
     """
     if kernel == "gaussian":
         return "fused"
+    if kernel == "flat":
+        return "dense"
     dev = torch.device(device)
     small_support = extent > 0 and bandwidth < extent / 100
     min_n = 100_000 if dev.type == "cuda" else 20_000
@@ -308,6 +328,7 @@ class _Sums:
         self.memory_budget = memory_budget
         self.batch = backend == "dense" and math.isfinite(kernel.support)
         self._sorted = None     # (points, first coordinates sorted, their order), reused while points stay
+        self._extent = None     # (points, largest side of their bounding box)
 
     def reduce(self, points, queries, counts):
         if self.backend == "dense":
@@ -324,10 +345,23 @@ class _Sums:
 
     def __call__(self, points, queries, counts=None):
         n, m = points.shape[0], queries.shape[0]
-        if not self.batch or n * m <= _BATCH_MIN_PAIRS or m < 2:
+        if not self.batch or m < 2 or (n * m <= _BATCH_MIN_PAIRS and not self._wide(points)):
             return self.reduce(points, queries, counts)
         rows = _BATCH_ROWS if m >= 16 * _BATCH_ROWS else max(16, m // 16)
         return self._batched(points, queries, counts, min(rows, _BATCH_ROWS))
+
+    def _wide(self, points) -> bool:
+        """float32 data wider than _WIDE_FLOAT32 supports: batch even small problems.
+
+        The matrix-product path rounds d^2 by ~eps (tile extent + farthest
+        point)^2 and decides the pairs within that of the edge exactly; over all
+        points of such data that is a large share of the pairs (``reduce_gemm``).
+        """
+        if points.dtype != torch.float32 or not math.isfinite(self.kernel.support):
+            return False
+        if self._extent is None or self._extent[0] is not points:
+            self._extent = (points, float((points.max(0).values - points.min(0).values).max()))
+        return self._extent[1] > _WIDE_FLOAT32 * self.kernel.support
 
     def _batched(self, points, queries, counts, batch_rows):
         """Queries in Z-order batches, each over the points in its grown bounding box."""
@@ -336,7 +370,7 @@ class _Sums:
         scale = float(torch.maximum(lo.abs(), hi.abs()).max())
         # grown a little beyond the support so float rounding never drops a neighbor
         support = self.kernel.support * (1 + 1e-6) + 8 * torch.finfo(points.dtype).eps * scale
-        order = torch.argsort(_zorder(queries, lo, support))
+        order = torch.argsort(zorder(queries, lo, support))
         if self._sorted is None or self._sorted[0] is not points:
             self._sorted = (points, *torch.sort(points[:, 0]))
         _, sorted_pts, pidx = self._sorted
@@ -357,35 +391,28 @@ class _Sums:
         return out
 
 
-def _zorder(x: torch.Tensor, lo: torch.Tensor, cell: float) -> torch.Tensor:
-    """[M] int64 Z-order (Morton) keys of the support-sized cells of x's first 3 dims."""
-    dims = min(3, x.shape[1])
-    c = torch.floor((x[:, :dims] - lo[:dims]) / cell).to(torch.int64).clamp_(0, (1 << (63 // dims)) - 1)
-    bits = max(1, int(c.max()).bit_length()) if c.numel() else 1
-    key = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-    for b in range(bits):
-        for d in range(dims):
-            key |= ((c[:, d] >> b) & 1) << (b * dims + d)
-    return key
-
-
 # ------------------------------------------------------------------ the estimator
 
-class MeanShift:
+class MeanShift(ClusterMixin, BaseEstimator):
     """Mean shift clustering with a flat, triangular or Gaussian kernel, on torch.
 
-    Parameters follow ``sklearn.cluster.MeanShift``; ``kernel``, ``tol``,
+    A scikit-learn estimator (``ClusterMixin``, ``BaseEstimator``): parameters,
+    validation, exceptions, attributes and results follow
+    ``sklearn.cluster.MeanShift``, which ``mode="standard"``, ``kernel="flat"``
+    (the defaults) reproduce, in float32 as in float64; ``kernel``, ``tol``,
     ``mode``, ``backend`` and ``device`` are flock's. ``__init__`` only stores
-    them; ``fit`` validates.
+    the parameters; ``fit`` validates them (scikit-learn's
+    ``_parameter_constraints``).
 
     Args:
         bandwidth: kernel bandwidth h (flat / triangular: the radius; Gaussian:
-            the standard deviation), data units; None estimates it with
-            ``estimate_bandwidth(X)`` (quadratic time).
-        kernel: "flat" (scikit-learn's: the plain mean of the points within h;
-            here strictly closer than h, where scikit-learn takes <= h, which
-            differs only for points at exactly the bandwidth), "triangular"
-            (weight max(0, 1 - d / h), the 2022 fastai notebook's) or "gaussian"
+            the standard deviation), data units, > 0; None estimates it with
+            ``estimate_bandwidth(X)`` (quadratic time). An estimate of 0 (at
+            least 30% duplicates, one sample, constant data) clusters the
+            distinct points, as scikit-learn does.
+        kernel: "flat" (scikit-learn's: the plain mean of the points with
+            d <= h, decided by the exact difference test), "triangular" (weight
+            max(0, 1 - d / h), the 2022 fastai notebook's) or "gaussian"
             (exp(-d^2 / 2 h^2), the fastai lesson's; untruncated on the fused and
             dense backends, cut at 3 h on the grid backend).
         max_iter: most iterations per seed (standard) or of the data (blurring).
@@ -399,6 +426,8 @@ class MeanShift:
         min_bin_freq: fewest points for a bin to seed.
         cluster_all: label every point with its nearest centre; if False, points
             farther than ``bandwidth`` from every centre get the label -1.
+        n_jobs: CPU threads torch uses during ``fit`` / ``predict`` (joblib's
+            meaning: -1 every core); None leaves torch's setting.
         mode: "standard" (seeds climb over the fixed data, as scikit-learn) or
             "blurring" (the data itself moves, as the fastai lessons).
         backend: "auto", "dense", "grid" or "fused" (Gaussian only); see
@@ -406,12 +435,13 @@ class MeanShift:
         device: torch device to compute on; None: the input tensor's device, or cpu.
 
     Attributes:
-        cluster_centers_: [C, D] centres, most intense first (numpy for numpy or
-            list input, a tensor on the input's device for tensor input).
+        cluster_centers_: [C, D] centres, most intense first, X's dtype (numpy
+            for numpy, pandas or list input, a tensor on the input's device for
+            tensor input).
         labels_: [N] int64 label of each point (-1: no cluster, ``cluster_all=False``).
         n_iter_: standard mode: the most iterations any seed completed (as
             scikit-learn); blurring mode: the steps the data took.
-        n_features_in_: D.
+        n_features_in_: D. feature_names_in_: column names of a pandas X.
         bandwidth_: the bandwidth used (estimated when ``bandwidth`` is None).
         backend_: the neighbor backend used ("dense", "grid" or "fused").
 
@@ -421,150 +451,143 @@ class MeanShift:
         array([1, 1, 1, 0, 0, 0])
     """
 
-    def __init__(self, *, bandwidth=None, kernel="flat", max_iter=300, tol=1e-3, seeds=None,
-                 bin_seeding=False, min_bin_freq=1, cluster_all=True, mode="standard",
-                 backend="auto", device=None):
+    _parameter_constraints: dict = {
+        "bandwidth": [Interval(Real, 0, None, closed="neither"), None],
+        "seeds": ["array-like", torch.Tensor, None],
+        "bin_seeding": ["boolean"],
+        "min_bin_freq": [Interval(Integral, 1, None, closed="left")],
+        "cluster_all": ["boolean"],
+        "n_jobs": [Integral, None],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "kernel": [StrOptions(set(KERNELS))],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "mode": [StrOptions(set(MODES))],
+        "backend": [StrOptions(set(BACKENDS))],
+        "device": [str, torch.device, None],
+    }
+
+    def __init__(self, *, bandwidth=None, seeds=None, bin_seeding=False, min_bin_freq=1,
+                 cluster_all=True, n_jobs=None, max_iter=300, kernel="flat", tol=1e-3,
+                 mode="standard", backend="auto", device=None):
         self.bandwidth = bandwidth
-        self.kernel = kernel
-        self.max_iter = max_iter
-        self.tol = tol
         self.seeds = seeds
         self.bin_seeding = bin_seeding
         self.min_bin_freq = min_bin_freq
         self.cluster_all = cluster_all
+        self.n_jobs = n_jobs
+        self.max_iter = max_iter
+        self.kernel = kernel
+        self.tol = tol
         self.mode = mode
         self.backend = backend
         self.device = device
 
-    # -------------------------------------------------------- sklearn contract
-
-    @classmethod
-    def _get_param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return sorted(p.name for p in sig.parameters.values()
-                      if p.name != "self" and p.kind == p.KEYWORD_ONLY)
-
-    def get_params(self, deep: bool = True) -> dict:
-        """The constructor parameters, as ``sklearn.base.BaseEstimator.get_params``."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
-
-    def set_params(self, **params) -> "MeanShift":
-        """Set constructor parameters by name; unknown names raise ``ValueError``. Returns self."""
-        valid = self._get_param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for estimator {type(self).__name__}()"
-                                 f"{_closest(name, valid)} Valid parameters are: {valid!r}.")
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = {p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
-                    if p.kind == p.KEYWORD_ONLY}
-        shown = []
-        for name in self._get_param_names():
-            value = getattr(self, name)
-            default = defaults[name]
-            same = value is default or (not isinstance(value, (np.ndarray, torch.Tensor))
-                                        and not isinstance(default, (np.ndarray, torch.Tensor))
-                                        and type(value) is type(default) and value == default)
-            if not same:
-                text = "array" if isinstance(value, (np.ndarray, torch.Tensor)) else repr(value)
-                shown.append(f"{name}={text}")
-        return f"{type(self).__name__}({', '.join(shown)})"
-
-    def _check_params(self) -> dict:
-        p = {
-            "bandwidth": _check_positive("bandwidth", self.bandwidth, allow_none=True),
-            "kernel": _check_choice("kernel", self.kernel, KERNELS),
-            "max_iter": _check_positive("max_iter", self.max_iter, integer=True, allow_zero=True),
-            "tol": _check_positive("tol", self.tol, allow_zero=True),
-            "min_bin_freq": _check_positive("min_bin_freq", self.min_bin_freq, integer=True),
-            "mode": _check_choice("mode", self.mode, MODES),
-            "backend": _check_choice("backend", self.backend, BACKENDS),
-        }
-        for name in ("bin_seeding", "cluster_all"):
-            value = getattr(self, name)
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"MeanShift: {name}: expected True or False, got {value!r}")
-            p[name] = bool(value)
-        if p["backend"] == "fused" and p["kernel"] != "gaussian":
+    def _check_combination(self) -> None:
+        if self.backend == "fused" and self.kernel != "gaussian":
             raise ValueError(f"MeanShift: backend='fused' runs only kernel='gaussian' (softmax "
-                             f"attention), got kernel={p['kernel']!r}; use backend='dense' or 'grid'")
-        if self.seeds is not None and p["mode"] == "blurring":
+                             f"attention), got kernel={self.kernel!r}; use backend='dense' or 'grid'")
+        if self.seeds is not None and self.mode == "blurring":
             raise ValueError("MeanShift: seeds: blurring mode moves the data itself and takes no "
                              "seeds; use mode='standard' or seeds=None")
-        return p
+
+    def _points(self, X, device, *, reset: bool):
+        """X as a float [N, D] tensor on ``device`` (scikit-learn's checks for non-tensors)."""
+        if isinstance(X, torch.Tensor):
+            x, back = _as_points(X, "X", device)
+            if reset:
+                self.n_features_in_ = x.shape[1]
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+            elif x.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {x.shape[1]} features, but {type(self).__name__} is "
+                                 f"expecting {self.n_features_in_} features as input.")
+            return x, back
+        a = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32], order="C")
+        return _numpy_to_torch(a, device), {"kind": "numpy", "dtype": a.dtype}
 
     # -------------------------------------------------------- fit / predict
 
-    def fit(self, X, y=None) -> "MeanShift":
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
         """Cluster ``X``.
 
         Args:
-            X: [N, D] array-like (numpy array, torch tensor or nested lists).
+            X: [N, D] array-like (numpy array, pandas frame, torch tensor or
+                nested lists); float32 and float64 are kept, other numbers become float64.
             y: ignored (scikit-learn's signature).
 
         Returns:
             self, with ``cluster_centers_``, ``labels_``, ``n_iter_`` set.
 
         Raises:
-            ValueError: invalid parameters or input (message names the value), or
+            ValueError: invalid parameters or input (scikit-learn's messages), or
                 no point within the bandwidth of any seed.
+            TypeError: sparse input, or parameters of the wrong type.
         """
-        p = self._check_params()
+        self._check_combination()
         device = _resolve_device(self.device, X)
-        x, back = _as_points(X, "X", device)
-        n, dim = x.shape
-        bandwidth = p["bandwidth"]
-        if bandwidth is None:
-            if n < 2:
-                raise ValueError(f"MeanShift: bandwidth=None needs at least 2 points to estimate a "
-                                 f"bandwidth, got {n}; pass bandwidth=")
-            bandwidth = _bandwidth_of(x, 0.3)
-            if not bandwidth > 0:
-                raise ValueError("MeanShift: the estimated bandwidth is 0 (at least 30% of the points "
-                                 "are duplicates of each other); pass bandwidth= explicitly")
-        extent = float((x.max(0).values - x.min(0).values).max())
-        backend = p["backend"]
-        if backend == "auto":
-            backend = choose_meanshift_backend(p["kernel"], n, bandwidth, extent, device)
-        kern = _kernel_for(p["kernel"], bandwidth, backend)
-        sums = _Sums(kern, backend)
-        stop = p["tol"] * bandwidth
-        fused = backend == "fused"
-
-        if p["mode"] == "standard":
-            seeds = self._initial_seeds(x, bandwidth, p, device)
-            centres, intensity, n_iter = _climb(x, seeds, sums, stop, p["max_iter"], fused, bandwidth,
-                                                seeds_are_data=seeds is x)
-            where = x
-        else:
-            where, centres, intensity, n_iter = _blur(x, sums, stop, p["max_iter"], fused, bandwidth)
-        if centres.shape[0] == 0:
-            raise ValueError(f"MeanShift: no point of X lies within bandwidth={bandwidth:g} of any "
-                             "seed; increase the bandwidth (or use other seeds / bin seeding settings)")
-        centres = _select_centres(centres, intensity, bandwidth)
-        labels, dist = _nearest(where, centres)
-        if not p["cluster_all"]:
-            labels = torch.where(dist <= bandwidth, labels, -1)
+        x, back = self._points(X, device, reset=True)
+        with _cpu_threads(self.n_jobs):
+            centres, labels, n_iter, bandwidth, backend = self._fit_points(x, device)
         self.cluster_centers_ = _hand_back(centres, back)
         self.labels_ = _hand_back(labels, back)
         self.n_iter_ = int(n_iter)
-        self.n_features_in_ = dim
         self.bandwidth_ = float(bandwidth)
         self.backend_ = backend
         return self
 
-    def _initial_seeds(self, x, bandwidth, p, device) -> torch.Tensor:
+    def _fit_points(self, x, device):
+        n, dim = x.shape
+        bandwidth = self.bandwidth
+        if bandwidth is None:
+            bandwidth = _bandwidth_of(x, 0.3)
+        bandwidth = float(bandwidth)
+        if bandwidth == 0:
+            if self.mode == "standard":
+                seeds = x if self.seeds is None else self._given_seeds(x, device)
+            else:
+                seeds = x
+            centres, intensity = _zero_bandwidth_climb(x, seeds)
+            n_iter, backend = 0, "dense"
+            where = x
+        else:
+            extent = float((x.max(0).values - x.min(0).values).max())
+            backend = self.backend
+            if backend == "auto":
+                backend = choose_meanshift_backend(self.kernel, n, bandwidth, extent, device)
+            kern = _kernel_for(self.kernel, bandwidth, backend)
+            sums = _Sums(kern, backend)
+            stop = self.tol * bandwidth
+            fused = backend == "fused"
+            if self.mode == "standard":
+                seeds = self._initial_seeds(x, bandwidth, device)
+                centres, intensity, n_iter = _climb(x, seeds, sums, stop, self.max_iter, fused,
+                                                    bandwidth, seeds_are_data=seeds is x)
+                where = x
+            else:
+                where, centres, intensity, n_iter = _blur(x, sums, stop, self.max_iter, fused, bandwidth)
+        if centres.shape[0] == 0:
+            # scikit-learn's message (its tests match it), and what to do
+            raise ValueError(f"No point was within bandwidth={bandwidth:f} of any seed. Try a different "
+                             "seeding strategy or increase the bandwidth.")
+        centres = _select_centres(centres, intensity, bandwidth)
+        labels, dist = _label_points(where, centres)
+        if not self.cluster_all:
+            labels = torch.where(dist <= bandwidth, labels, -1)
+        return centres, labels, n_iter, bandwidth, backend
+
+    def _given_seeds(self, x, device) -> torch.Tensor:
+        seeds, _ = _as_points(self.seeds, "seeds", device)
+        if seeds.shape[1] != x.shape[1]:
+            raise ValueError(f"MeanShift: seeds: expected {x.shape[1]} features like X, got "
+                             f"shape {tuple(seeds.shape)}")
+        return seeds.to(x.dtype)
+
+    def _initial_seeds(self, x, bandwidth, device) -> torch.Tensor:
         if self.seeds is not None:
-            seeds, _ = _as_points(self.seeds, "seeds", device)
-            if seeds.shape[1] != x.shape[1]:
-                raise ValueError(f"MeanShift: seeds: expected {x.shape[1]} features like X, got "
-                                 f"shape {tuple(seeds.shape)}")
-            return seeds.to(x.dtype)
-        if p["bin_seeding"]:
-            return _bin_seeds(x, bandwidth, p["min_bin_freq"])
+            return self._given_seeds(x, device)
+        if self.bin_seeding:
+            return _bin_seeds(x, bandwidth, self.min_bin_freq)
         return x
 
     def predict(self, X):
@@ -575,38 +598,77 @@ class MeanShift:
 
         Returns:
             [M] int64 labels (numpy, or a tensor on X's device for tensor input).
+
+        Raises:
+            sklearn.exceptions.NotFittedError: before ``fit``.
         """
-        if not hasattr(self, "cluster_centers_"):
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call 'fit' "
-                                 "with appropriate arguments before using 'predict'.")
+        check_is_fitted(self)
         device = _resolve_device(self.device, X)
-        x, back = _as_points(X, "X", device)
-        if x.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {x.shape[1]} features, but {type(self).__name__} was fitted "
-                             f"with {self.n_features_in_} features")
+        x, back = self._points(X, device, reset=False)
         centres = torch.as_tensor(self.cluster_centers_).to(device=device, dtype=x.dtype)
-        labels, _ = _nearest(x, centres)
+        with _cpu_threads(self.n_jobs):
+            labels, _ = _label_points(x, centres)
         return _hand_back(labels, back)
 
-    def fit_predict(self, X, y=None):
-        """``fit(X)`` and return ``labels_``."""
-        return self.fit(X).labels_
+
+def mean_shift(X, *, bandwidth=None, seeds=None, bin_seeding=False, min_bin_freq=1, cluster_all=True,
+               max_iter=300, n_jobs=None, **flock_params):
+    """Mean shift clustering of ``X``: ``sklearn.cluster.mean_shift``'s signature and results.
+
+    Args:
+        X: [N, D] array-like. The keyword arguments are ``MeanShift``'s
+            (``flock_params``: kernel, tol, mode, backend, device).
+
+    Returns:
+        (cluster_centers [C, D], labels [N] int64), as ``MeanShift(...).fit(X)`` sets them.
+    """
+    model = MeanShift(bandwidth=bandwidth, seeds=seeds, bin_seeding=bin_seeding, min_bin_freq=min_bin_freq,
+                      cluster_all=cluster_all, max_iter=max_iter, n_jobs=n_jobs, **flock_params).fit(X)
+    return model.cluster_centers_, model.labels_
+
+
+def get_bin_seeds(X, bin_size, min_bin_freq=1):
+    """scikit-learn's ``get_bin_seeds``: bin centres with at least ``min_bin_freq`` points.
+
+    Args:
+        X: [N, D] array-like (or tensor). bin_size: the bins' side (0: X itself).
+        min_bin_freq: fewest points for a bin to seed.
+
+    Returns:
+        [S, D] seeds, bins in order of first appearance, float32 coordinates times
+        ``bin_size`` (numpy, or a tensor for tensor input); ``X`` itself (the
+        same object, with scikit-learn's warning when every point has its own
+        bin) when ``bin_size`` is 0 or nothing is gained.
+    """
+    if bin_size == 0:
+        return X
+    x, back = _as_points(X, "X")
+    seeds = _bin_seeds(x, float(bin_size), int(min_bin_freq), empty_ok=True)
+    if seeds is x:
+        return X
+    return _hand_back(seeds, back)
 
 
 # ------------------------------------------------------------------ the algorithm
 
-def _bin_seeds(x: torch.Tensor, bin_size: float, min_bin_freq: int) -> torch.Tensor:
+def _bin_seeds(x: torch.Tensor, bin_size: float, min_bin_freq: int, empty_ok: bool = False) -> torch.Tensor:
     """scikit-learn's ``get_bin_seeds``: centres of bins of side ``bin_size`` with enough points.
 
     Points are binned by ``round(x / bin_size)`` (half to even, as numpy); the
     seeds are the bins' integer coordinates times ``bin_size`` in float32, as
-    scikit-learn computes them. If every point has its own bin, the points
-    themselves are the seeds (with scikit-learn's warning).
+    scikit-learn computes them, in the order the bins first appear in x. If
+    every point has its own bin, the points themselves are the seeds (with
+    scikit-learn's warning). No bin full enough: ValueError, or [0, D] seeds
+    with ``empty_ok``.
     """
     bins = torch.round(x / bin_size)
-    uniq, _, counts = _unique_rows(bins, counts=True)
-    seeds = uniq[counts >= min_bin_freq]
-    if seeds.shape[0] == 0:
+    uniq, inv, counts = _unique_rows(bins, counts=True)
+    first = torch.full((uniq.shape[0],), x.shape[0], device=x.device, dtype=torch.int64)
+    first = first.scatter_reduce(0, inv, torch.arange(x.shape[0], device=x.device), reduce="amin")
+    keep = (counts >= min_bin_freq).nonzero()[:, 0]
+    keep = keep[torch.argsort(first[keep])]
+    seeds = uniq[keep]
+    if seeds.shape[0] == 0 and not empty_ok:
         raise ValueError(f"MeanShift: bin_seeding: no bin of size {bin_size:g} holds "
                          f"min_bin_freq={min_bin_freq} points (the fullest holds {int(counts.max())}); "
                          "lower min_bin_freq or increase the bandwidth")
@@ -615,6 +677,28 @@ def _bin_seeds(x: torch.Tensor, bin_size: float, min_bin_freq: int) -> torch.Ten
                       "as seeds.", UserWarning, stacklevel=4)
         return x
     return (seeds.to(torch.float32) * torch.tensor(bin_size, dtype=torch.float32)).to(x.dtype)
+
+
+def _zero_bandwidth_climb(x: torch.Tensor, seeds: torch.Tensor):
+    """Mean shift at bandwidth 0, as scikit-learn runs it (every kernel's limit).
+
+    A seed's window is the points exactly at it (``radius_neighbors`` with
+    radius 0), so it stays where it is: the centres are the distinct seeds that
+    sit on a data point, their intensity the number of points there; seeds on
+    no point are dropped.
+
+    Returns:
+        centres [C, D], intensity [C].
+    """
+    pts, _, counts = _unique_rows(x, counts=True)
+    uniq = _unique_rows(seeds.to(x.dtype))[0]
+    both, inv, n = _unique_rows(torch.cat([pts, uniq]), counts=True)
+    # a distinct seed is on a point iff its row occurs twice in [points; seeds]
+    on_point = n[inv[pts.shape[0]:]] == 2
+    mult = torch.zeros(both.shape[0], device=x.device, dtype=counts.dtype)
+    mult[inv[:pts.shape[0]]] = counts
+    centres = uniq[on_point]
+    return centres, mult[inv[pts.shape[0]:]][on_point].to(x.dtype)
 
 
 def _climb(x, seeds, sums: _Sums, stop: float, max_iter: int, fused: bool, bandwidth: float,
@@ -766,28 +850,54 @@ def _select_centres(centres: torch.Tensor, intensity: torch.Tensor, bandwidth: f
     keys = [uniq[:, d].cpu().numpy() for d in range(uniq.shape[1] - 1, -1, -1)]
     order = np.lexsort(keys + [inten.cpu().numpy()])[::-1]
     ranked = uniq[torch.as_tensor(order.copy(), device=centres.device)]
+    if ranked.shape[0] <= _SKLEARN_BRUTE_MAX:
+        # scikit-learn measures so few centres by brute force (|a|^2 - 2 a.b + |b|^2): its own
+        # NearestNeighbors, to drop the same ones when two lie at (rounding of) the bandwidth
+        from sklearn.neighbors import NearestNeighbors
+
+        arr = ranked.cpu().numpy()
+        nbrs = NearestNeighbors(radius=bandwidth).fit(arr)
+        unique = np.ones(len(arr), dtype=bool)
+        for i in range(len(arr)):
+            if unique[i]:
+                unique[nbrs.radius_neighbors(arr[i:i + 1], return_distance=False)[0]] = False
+                unique[i] = True
+        return ranked[torch.as_tensor(unique, device=ranked.device)]
+    r64 = ranked.to(torch.float64)       # the exact test of scikit-learn's trees, in float64
     remaining = torch.arange(ranked.shape[0], device=centres.device)
     kept = []
     while remaining.numel():
         i = remaining[0]
         kept.append(i)
         rest = remaining[1:]
-        d = torch.linalg.vector_norm(ranked[rest] - ranked[i], dim=1)
+        d = torch.linalg.vector_norm(r64[rest] - r64[i], dim=1)
         remaining = rest[d > bandwidth]
     return ranked[torch.stack(kept)]
 
 
+def _label_points(x: torch.Tensor, centres: torch.Tensor):
+    """Index [N] (int64) of and distance [N] to the nearest centre ([C, D]) of each point.
+
+    On CPU through scikit-learn's ``NearestNeighbors(n_neighbors=1)``, as
+    ``sklearn.cluster.MeanShift`` labels: a point equidistant from two centres
+    (integer grids) gets the same one. Elsewhere ``_nearest`` (the lowest index wins ties).
+    """
+    if x.device.type != "cpu":
+        return _nearest(x, centres)
+    from sklearn.neighbors import NearestNeighbors
+
+    nbrs = NearestNeighbors(n_neighbors=1).fit(centres.numpy())
+    dist, idx = nbrs.kneighbors(x.numpy())
+    return torch.from_numpy(idx[:, 0].astype(np.int64)), torch.from_numpy(dist[:, 0])
+
+
 def _nearest(x: torch.Tensor, centres: torch.Tensor):
-    """Index [N] (int64) of and distance [N] to the nearest centre ([C, D]) of each point."""
-    n, c = x.shape[0], centres.shape[0]
-    rows = max(1, int((64 * 2**20) // (max(c, 1) * x.shape[1] * x.element_size() * 2)))
-    labels = torch.empty(n, device=x.device, dtype=torch.int64)
-    dist = torch.empty(n, device=x.device, dtype=x.dtype)
-    for start in range(0, n, rows):
-        d = torch.linalg.vector_norm(x[start:start + rows, None, :] - centres[None], dim=2)
-        dist[start:start + rows], labels[start:start + rows] = d.min(1)
-    return labels, dist
+    """Index [N] (int64) of and distance [N] to the nearest centre ([C, D]) of each point
+    (the shared nearest query over every centre; ties: the lowest centre index)."""
+    from .neighbors.nearest import nearest
+
+    return nearest(centres, radius=math.inf, query_pos=x, backend="dense")
 
 
-__all__ = ["BACKENDS", "KERNELS", "MODES", "MeanShift", "NotFittedError", "choose_meanshift_backend",
+__all__ = ["BACKENDS", "KERNELS", "MODES", "MeanShift", "NotFittedError", "choose_meanshift_backend", "get_bin_seeds", "mean_shift",
            "estimate_bandwidth"]

@@ -144,7 +144,8 @@ def test_corrupt_npy_and_pickled_npy(tmp_path, capsys):
     (["--bandwidth", "-1"], "--bandwidth: expected a number > 0 or 'auto', got '-1'"),
     (["--bandwidth", "wide"], "--bandwidth: expected a number > 0 or 'auto', got 'wide'"),
     (["--bandwidth", "1", "--backend", "fused"], "backend='fused' runs only kernel='gaussian'"),
-    (["--bandwidth", "0.001", "--bin-seeding", "--max-iter", "-1"], "max_iter: expected an integer >= 0"),
+    (["--bandwidth", "0.001", "--bin-seeding", "--max-iter", "-1"],
+     "The 'max_iter' parameter of MeanShift must be an int in the range [0, inf). Got -1"),
 ])
 def test_bad_options(tmp_path, capsys, args, message):
     X, _ = blobs()
@@ -156,9 +157,10 @@ def test_bad_options(tmp_path, capsys, args, message):
 
 
 def test_single_point_with_auto_bandwidth(tmp_path, capsys):
+    # as scikit-learn: the estimated bandwidth of one point is 0, and the point is its own cluster
     path = _write(tmp_path / "one.csv", "1,2\n")
-    assert cluster([path]) == 2
-    assert "one.csv: MeanShift: bandwidth=None needs at least 2 points" in capsys.readouterr().err
+    assert cluster([path]) == 0
+    assert "1 cluster" in capsys.readouterr().out
 
 
 def test_read_points_one_column_and_header_detection(tmp_path):

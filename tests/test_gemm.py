@@ -1,11 +1,14 @@
-"""The matrix-product kernel sums (mean shift's dense path) against the dense backend."""
+"""The matrix-product kernel sums (mean shift's dense path) against the dense backend and the exact test."""
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flock.kernels import Kernel
 from flock.neighbors.dense import reduce_dense
-from flock.neighbors.gemm import reduce_gemm
+from flock.neighbors.gemm import edge_tolerance, reduce_gemm
 
 KERNELS = [
     Kernel("flat", radius=0.8, exclude_self=False),
@@ -68,10 +71,71 @@ def test_chunks_give_the_same_sums():
     torch.testing.assert_close(chunked, whole, rtol=1e-12, atol=1e-12)
 
 
-def test_flat_kernel_is_strict_at_the_radius():
-    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 0.0]], dtype=torch.float64)
+def test_flat_kernel_includes_the_radius():
+    # scikit-learn's radius_neighbors: d <= r (the engine's kernels keep d < r)
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 0.0], [1.5, 0.0]], dtype=torch.float64)
     s = reduce_gemm(points, torch.zeros(1, 2, dtype=torch.float64), Kernel("flat", radius=1.0))
-    assert s.tolist() == [[0.5, 0.0, 2.0]]        # the point at exactly r = 1 is out
+    assert s.tolist() == [[1.5, 0.0, 3.0]]        # the point at exactly r = 1 is in
+
+
+def exact_counts(points, queries, radius):
+    d2 = ((queries.double()[:, None] - points.double()[None]) ** 2).sum(-1)
+    return (d2 <= radius ** 2).sum(1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("radius", [1.0, 1.5, 2.0])
+def test_integer_grid_ties_are_exact(dtype, radius):
+    # every distance on an integer grid is a square root of an integer: many ties at r
+    g = torch.Generator().manual_seed(int(radius * 10))
+    points = torch.randint(0, 12, (600, 2), generator=g).to(dtype) + 1000.0
+    queries = points[::3]
+    got = reduce_gemm(points, queries, Kernel("flat", radius=radius, exclude_self=False))
+    assert torch.equal(got[:, -1].long(), exact_counts(points, queries, radius))
+
+
+@pytest.mark.parametrize("radius", [2.0, 50.0])
+def test_float32_in_a_30000_wide_box_is_exact(radius):
+    """Issue 15: 20 blobs in a 30,000-wide box, float32: |q|^2 - 2 q.x + |x|^2 lost the
+    neighbor counts of 1,962 of 2,000 points (by up to 90); the edge pairs are now decided exactly."""
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0, 30_000, (20, 2))
+    X = torch.from_numpy(np.concatenate([c + rng.normal(0, 1.0, (50, 2)) for c in centres]).astype(np.float32))
+    for queries in (X, X[::7] + 0.25):
+        got = reduce_gemm(X, queries, Kernel("flat", radius=radius, exclude_self=False))
+        assert torch.equal(got[:, -1].long(), exact_counts(X, queries, radius))
+    tri = reduce_gemm(X, X, Kernel("triangular", radius=radius, exclude_self=False))
+    torch.testing.assert_close(tri.double(), dense_sums(X.double(), X.double(),
+                                                        Kernel("triangular", radius=radius)), rtol=1e-5, atol=1e-3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([torch.float32, torch.float64]),
+       st.floats(-1e6, 1e6), st.floats(0.01, 10.0), st.integers(1, 4))
+def test_neighbor_sets_match_the_exact_test(seed, dtype, offset, radius, dim):
+    g = torch.Generator().manual_seed(seed)
+    points = (torch.rand(300, dim, generator=g, dtype=torch.float64) * 20 * radius + offset).to(dtype)
+    # queries on points, on a lattice of the radius, and at random
+    queries = torch.cat([points[:40], torch.round(points[40:60] / radius) * radius,
+                         points[60:80] + radius * torch.rand(20, dim, generator=g, dtype=dtype)])
+    got = reduce_gemm(points, queries, Kernel("flat", radius=radius, exclude_self=False), memory_budget=300 * 4 * 16)
+    assert torch.equal(got[:, -1].long(), exact_counts(points, queries.to(dtype), radius))
+
+
+def test_edge_tolerance_bounds_the_rounding():
+    # the bound of the module text holds with room to spare (it is twice the worst case)
+    g = torch.Generator().manual_seed(5)
+    for scale, off in ((1.0, 0.0), (100.0, 1e4), (1e3, -3e5)):
+        x = (torch.rand(500, 3, generator=g, dtype=torch.float64) * scale + off).float()
+        q = x[:64]
+        c = q.mean(0)
+        qc, pc = q - c, x - c
+        v = (qc * qc).sum(1)[:, None] + (pc * pc).sum(1)[None] - 2 * qc @ pc.T - 4.0
+        exact = ((q.double()[:, None] - x.double()[None]) ** 2).sum(-1) - 4.0
+        tol = edge_tolerance(3, torch.float32, qc.norm(dim=1), float(pc.norm(dim=1).max()), 2.0)
+        near = exact.abs() <= 4.0 * 1.25          # the pairs the bound speaks for (edge_tolerance)
+        assert bool(((v.double() - exact).abs() <= tol[:, None] / 2)[near].all())
+        assert bool((v.double().sign() == exact.sign())[~near].all())
 
 
 def test_empty_inputs_and_unsupported_kernels():

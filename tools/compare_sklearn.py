@@ -25,6 +25,14 @@ one untimed warm-up fit of each implementation; a fit shorter than
 ``--repeat-below`` seconds is repeated ``--repeats`` times and the median taken,
 for both implementations alike (shared machines are noisy).
 
+``--sklearn-tests`` runs scikit-learn's own ``cluster/tests/test_mean_shift.py``
+(from the installed scikit-learn) with only its import swapped to flock's, under
+scikit-learn's conftest with its float32 tests on, and prints pytest's summary;
+``--check-estimator`` runs ``sklearn.utils.estimator_checks.check_estimator`` on
+``flock.MeanShift()`` and prints every failed check (both add to the JSON):
+
+    python tools/compare_sklearn.py --sklearn-tests --check-estimator --sizes 1000000 --variants flat+bins
+
 ``--backend-steps`` instead times one mean shift step per neighbor backend (the
 measurement behind ``backend="auto"``, see ``flock.meanshift.choose_meanshift_backend``):
 
@@ -146,6 +154,64 @@ def sklearn_version() -> str | None:
     except ImportError:
         return None
     return sklearn.__version__
+
+
+# ------------------------------------------------------------------ scikit-learn's own checks
+
+SKLEARN_IMPORT = "from sklearn.cluster import MeanShift, estimate_bandwidth, get_bin_seeds, mean_shift"
+FLOCK_IMPORT = "from flock.meanshift import MeanShift, estimate_bandwidth, get_bin_seeds, mean_shift"
+
+
+def swapped_sklearn_test_file(dest: Path) -> Path:
+    """scikit-learn's installed ``cluster/tests/test_mean_shift.py``, import swapped to flock's, in ``dest``.
+
+    Raises:
+        FileNotFoundError: scikit-learn's tests are not installed.
+        ValueError: the file no longer has the one import line this swaps.
+    """
+    import sklearn
+
+    src = Path(sklearn.__file__).parent / "cluster" / "tests" / "test_mean_shift.py"
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: scikit-learn's tests are not installed")
+    text = src.read_text()
+    if text.count(SKLEARN_IMPORT) != 1:
+        raise ValueError(f"{src}: expected the line {SKLEARN_IMPORT!r} once; update SKLEARN_IMPORT")
+    out = Path(dest) / "test_mean_shift_flock.py"
+    out.write_text(text.replace(SKLEARN_IMPORT, FLOCK_IMPORT))
+    return out
+
+
+def run_sklearn_tests(dest: Path, timeout: float = 600) -> dict:
+    """Run the swapped file with pytest in a child (scikit-learn's conftest, float32 on, its warnings as errors).
+
+    Returns:
+        {"returncode", "summary" (pytest's last line), "output" (its tail)}.
+    """
+    path = swapped_sklearn_test_file(dest)
+    env = dict(os.environ, SKLEARN_RUN_FLOAT32_TESTS="1", SKLEARN_WARNINGS_AS_ERRORS="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "sklearn.conftest", "-p", "no:cacheprovider",
+                           "--rootdir", str(dest), str(path)],
+                          cwd=dest, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    return {"returncode": proc.returncode, "summary": lines[-1] if lines else proc.stderr[-500:],
+            "output": proc.stdout[-4000:] + proc.stderr[-2000:]}
+
+
+def run_check_estimator() -> dict:
+    """``check_estimator(flock.MeanShift(), on_fail=None)``: {"checks", "passed", "skipped", "failed": [...]}."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # SkipTestWarning for the array API check
+        results = check_estimator(MeanShift(), on_fail=None)
+    failed = [{"check": r["check_name"], "error": repr(r["exception"])[:500]}
+              for r in results if r["status"] == "failed"]
+    return {"checks": len(results), "passed": sum(r["status"] == "passed" for r in results),
+            "skipped": sum(r["status"] == "skipped" for r in results), "failed": failed}
 
 
 # ------------------------------------------------------------------ flock
@@ -280,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="bandwidths for --backend-steps (default 0.25,2.5,10)")
     parser.add_argument("--max-plain", type=int, default=20_000,
                         help="largest N for the unbatched dense step in --backend-steps")
+    parser.add_argument("--sklearn-tests", action="store_true",
+                        help="also run scikit-learn's test_mean_shift.py with the import swapped to flock's")
+    parser.add_argument("--check-estimator", action="store_true",
+                        help="also run sklearn's check_estimator on flock.MeanShift()")
     parser.add_argument("--json", default=None, help="write the records and the setup to this JSON file")
     args = parser.parse_args(argv)
 
@@ -297,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "sklearn": sklearn_version(), "numpy": np.__version__,
             "flock": flock.__version__, "commit": _git_commit(), "python": platform.python_version(),
             "machine": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "bandwidth": bw}
+            "bandwidth": bw, "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None}
     print(f"torch {meta['torch']}, scikit-learn {meta['sklearn']}, {meta['cpus']} CPUs, "
           f"torch threads {meta['torch_threads']}, bandwidth {bw}")
     if args.backend_steps:
@@ -307,6 +377,28 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps({"meta": meta, "steps": rows}, indent=2))
             print(f"wrote {args.json}")
+        return 0
+
+    checks = {}
+    if args.sklearn_tests:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            checks["sklearn_tests"] = run_sklearn_tests(Path(tmp))
+        print(f"scikit-learn's test_mean_shift.py, import swapped to flock's: "
+              f"{checks['sklearn_tests']['summary']}")
+        if checks["sklearn_tests"]["returncode"] != 0:
+            print(checks["sklearn_tests"]["output"])
+    if args.check_estimator:
+        checks["check_estimator"] = ce = run_check_estimator()
+        print(f"check_estimator(flock.MeanShift()): {ce['passed']} passed, {len(ce['failed'])} failed, "
+              f"{ce['skipped']} skipped of {ce['checks']}")
+        for f in ce["failed"]:
+            print(f"  FAILED {f['check']}: {f['error']}")
+    if not sizes:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"meta": meta, "checks": checks, "records": []}, indent=2))
         return 0
 
     # warm-up: first calls pay for imports, thread pools, kernel probes
@@ -359,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"meta": meta, "records": records}, indent=2))
+        path.write_text(json.dumps({"meta": meta, "checks": checks, "records": records}, indent=2))
         print(f"wrote {path}")
     return 0
 
