@@ -66,7 +66,7 @@ def test_flocksim_train_end_to_end(tmp_path, capsys):
 # ---------------------------------------------------------------- training through the simulation
 
 
-def tiny_smooth_flock(module):
+def tiny_smooth_flock(module, smooth=True):
     """6 agents in an open 2D world, steered by ``module`` from the smooth observation, float64."""
     data = {"world": {"dims": 2, "size": [10.0, 10.0], "boundary": "open"},
             "agents": {"count": 6, "max_speed": 2.0, "min_speed": 0.1, "max_force": 0.5},
@@ -74,9 +74,14 @@ def tiny_smooth_flock(module):
                       "separation_radius": 5.0},
             "run": {"dt": 1.0}}
     sc = NeuralSteering(module).attach(flock.Scenario.model_validate(data))
-    rule = NeuralSteering(module, differentiable=True, smooth=True)
+    rule = NeuralSteering(module, differentiable=True, smooth=smooth)
     params = build_params(sc, device="cpu", dtype=torch.float64)
     return dataclasses.replace(params, rule=rule, kernels=tuple(rule.kernels(params)))
+
+
+# every pair well inside the view radius, none within 1e-2 of the separation radius (the kink)
+POS6 = [[0.0, 0.0], [1.5, 0.4], [3.0, 2.5], [0.7, 3.1], [4.2, 0.9], [2.2, 4.4]]
+VEL6 = [[1.0, 0.2], [0.8, -0.5], [-0.3, 1.1], [0.9, 0.9], [-1.0, 0.1], [0.2, -1.2]]
 
 
 def test_gradcheck_through_two_steps_of_a_smooth_kernel_flock():
@@ -84,12 +89,9 @@ def test_gradcheck_through_two_steps_of_a_smooth_kernel_flock():
     module = build_mlp(n_features(2, False), [5], 2, "tanh").double()
     params = tiny_smooth_flock(module)
     assert [k.kind for k in params.kernels] == ["triangular", "triangular"]
-    # every pair well inside the view radius, none within 1e-2 of the separation radius (the kink)
-    pos = torch.tensor([[0.0, 0.0], [1.5, 0.4], [3.0, 2.5], [0.7, 3.1], [4.2, 0.9], [2.2, 4.4]], dtype=torch.float64)
+    pos, vel = torch.tensor(POS6, dtype=torch.float64), torch.tensor(VEL6, dtype=torch.float64)
     d = torch.cdist(pos, pos)
     assert ((d - 5.0).abs() > 1e-2).all() and d.max() < 9
-    vel = torch.tensor([[1.0, 0.2], [0.8, -0.5], [-0.3, 1.1], [0.9, 0.9], [-1.0, 0.1], [0.2, -1.2]],
-                       dtype=torch.float64)
     group = torch.zeros(6, dtype=torch.int64)
 
     def two_steps(p, v):
@@ -106,6 +108,18 @@ def test_gradcheck_through_two_steps_of_a_smooth_kernel_flock():
     assert g_pos[1:].abs().sum() > 0
     out_vel.square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+def test_flat_observation_still_passes_gradients_through_the_neighbors_positions():
+    """flock-obs-v1 (flat view channel): no gradient through who is in view, but through the sums' columns."""
+    torch.manual_seed(4)
+    module = build_mlp(n_features(2, False), [5], 2, "tanh").double()
+    params = tiny_smooth_flock(module, smooth=False)
+    assert [k.kind for k in params.kernels] == ["flat", "inverse_square"]
+    pos = torch.tensor(POS6, dtype=torch.float64, requires_grad=True)
+    state = step(FlockState(pos=pos, vel=torch.tensor(VEL6, dtype=torch.float64)), params, "dense", None)
+    (g,) = torch.autograd.grad(state.vel[0].sum(), pos)
+    assert torch.isfinite(g).all() and g[1:].abs().sum() > 0
 
 
 def test_polarization_per_member_is_the_metric():
