@@ -448,14 +448,11 @@ def train_through_sim(scenario: Scenario, cfg: SimTrainConfig, *, weights_name: 
     torch.manual_seed(cfg.seed)
     data = sim_student_data(scenario, weights=weights_name, hidden=cfg.hidden, activation=cfg.activation)
     student = Scenario.model_validate(data)
-    if student.world.boundary not in ("open", "wrap"):
-        raise ScenarioError(f"{scenario.source or '<scenario>'}: world.boundary: --objective trains in open or "
-                            f"wrap worlds, got {student.world.boundary!r}")
     target = float(cfg.spacing if cfg.spacing is not None else student.rules.separation_radius)
-    dim = student.world.dims
-    module = build_mlp(n_features(dim, False), cfg.hidden, dim, cfg.activation).to(cfg.dtype)
+    dim, walls = student.world.dims, student.world.boundary in ("soft", "reflect")
+    module = build_mlp(n_features(dim, walls), cfg.hidden, dim, cfg.activation).to(cfg.dtype)
     NeuralSteering(module, smooth=True).attach(student)
-    untrained = build_mlp(n_features(dim, False), cfg.hidden, dim, cfg.activation).to(cfg.dtype)
+    untrained = build_mlp(n_features(dim, walls), cfg.hidden, dim, cfg.activation).to(cfg.dtype)
     untrained.load_state_dict(module.state_dict())
     opt = make_optimizer(cfg.optimizer, module, cfg.lr)
     base = scenario.run.seed + 1000 * (cfg.seed + 1)
@@ -477,7 +474,8 @@ def train_through_sim(scenario: Scenario, cfg: SimTrainConfig, *, weights_name: 
 def write_sim_outputs(result: SimTrainResult, cfg: SimTrainConfig, out: Path) -> list[Path]:
     """Weights (smooth observation), the scenario YAML beside them, the loss curve PNG (with matplotlib)."""
     dim = result.student["world"]["dims"]
-    save_weights(out, result.module, dims=dim, walls=False, hidden=cfg.hidden, activation=cfg.activation,
+    walls = result.student["world"].get("boundary", "wrap") in ("soft", "reflect")
+    save_weights(out, result.module, dims=dim, walls=walls, hidden=cfg.hidden, activation=cfg.activation,
                  extra={"objective": cfg.objective, "optimizer": cfg.optimizer, "seed": str(cfg.seed),
                         "window": str(cfg.window), "steps": str(cfg.steps), "epochs": str(cfg.epochs),
                         "held_out": json.dumps(result.held_out), "held_out_seeds": json.dumps(result.seeds)})
