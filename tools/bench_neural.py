@@ -185,9 +185,10 @@ def table(records: list[dict]) -> str:
         comp = fmt(r.get("compiled_s"))
         if r.get("compile_s") is not None:
             comp += f" ({r['compile_s']:.1f} s)"
+        ratio = f"{r['neural_over_reynolds']:.2f}x" if "neural_over_reynolds" in r else "-"
         lines.append(f"| {r['agents']:,} | {fmt(r['loop_s'])} | {fmt(r['apply_s'])} | {fmt(r['batched_s'])} | {comp} "
                      f"| {r['loop_over_batched']:,.0f}x | {fmt(r.get('neural_step_s'))} "
-                     f"| {fmt(r.get('reynolds_step_s'))} | {r.get('neural_over_reynolds', float('nan')):.2f}x |")
+                     f"| {fmt(r.get('reynolds_step_s'))} | {ratio} |")
     return "\n".join(lines)
 
 
