@@ -10,7 +10,13 @@ and the third their cross product. So the features do not change when the whole 
 rotated or translated (in an open or walled world; a torus has no rotations).
 
 Channels: 0 flat within ``rules.view_radius``, 1 inverse-square within
-``rules.separation_radius`` (both with ``rules.field_of_view``). Features, F = 3D + 3 (+ D):
+``rules.separation_radius`` (both with ``rules.field_of_view``): observation ``flock-obs-v1``.
+The smooth variant ``flock-obs-v1-smooth`` (training through the simulation, ``flocksim train
+--objective``) reads two triangular channels instead, w = max(0, 1 - d / r) at the same radii:
+the "count" columns are then weight sums, the centre and mean velocity weighted means, and the
+separation s = r_sep sum_j (1 - d_ij / r_sep) (p - x_j). A network knows the observation it was
+trained on (its weights' metadata ``observation``), and the rule reads the matching channels.
+Features, F = 3D + 3 (+ D):
 
     columns          feature                                             normalised by
     [0, D)           offset to the centre of the view neighbors, xbar - p   view_radius
@@ -46,6 +52,8 @@ from .scenario_schema import NeuralRules
 from .vectors import clip_norm, unit
 
 OBS_VERSION = "flock-obs-v1"
+SMOOTH_OBS_VERSION = "flock-obs-v1-smooth"
+OBS_VERSIONS = (OBS_VERSION, SMOOTH_OBS_VERSION)
 WEIGHTS_FORMAT = "flock.neural"
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
 
@@ -71,11 +79,20 @@ def n_features(dim: int, walls: bool) -> int:
     return 3 * dim + 3 + (dim if walls else 0)
 
 
-def neural_kernels(rules: NeuralRules) -> list[Kernel]:
-    """The two channels the observation reads: view (flat), separation (inverse square)."""
+def neural_kernels(rules: NeuralRules, observation: str = OBS_VERSION) -> list[Kernel]:
+    """The two channels the observation reads: view (flat), separation (inverse square); or, for
+    ``SMOOTH_OBS_VERSION``, both triangular (weights differentiable in the positions)."""
     fov = rules.field_of_view
+    if observation == SMOOTH_OBS_VERSION:
+        return [Kernel("triangular", radius=rules.view_radius, fov=fov),
+                Kernel("triangular", radius=rules.separation_radius, fov=fov)]
     return [Kernel("flat", radius=rules.view_radius, fov=fov),
             Kernel("inverse_square", radius=rules.separation_radius, fov=fov)]
+
+
+def observation_of(module: nn.Module) -> str:
+    """The observation version ``module`` steers from (``flock_observation`` attribute, else ``OBS_VERSION``)."""
+    return getattr(module, "flock_observation", OBS_VERSION)
 
 
 def _first_nonzero(candidates: list[torch.Tensor]) -> torch.Tensor:
@@ -180,10 +197,11 @@ def build_mlp(in_features: int, hidden: list[int], out_features: int, activation
 
 def save_weights(path: str | Path, module: nn.Sequential, *, dims: int, walls: bool, hidden: list[int],
                  activation: str, extra: dict[str, str] | None = None) -> None:
-    """Write ``module``'s state dict to a safetensors file with its architecture in the metadata."""
+    """Write ``module``'s state dict to a safetensors file with its architecture and observation
+    version (``observation_of(module)``) in the metadata."""
     from safetensors.torch import save_file  # noqa: PLC0415
 
-    meta = {"format": WEIGHTS_FORMAT, "observation": OBS_VERSION, "dims": str(dims), "walls": json.dumps(walls),
+    meta = {"format": WEIGHTS_FORMAT, "observation": observation_of(module), "dims": str(dims), "walls": json.dumps(walls),
             "features": str(n_features(dims, walls)), "hidden": json.dumps(list(hidden)), "activation": activation}
     meta.update(extra or {})
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()}
@@ -215,9 +233,10 @@ def load_weights(path: str | Path, scenario) -> nn.Sequential:
     if meta.get("format") != WEIGHTS_FORMAT:
         raise WeightsError("rules.model.weights", f"{path}: not a flock weights file (metadata format "
                                                   f"{meta.get('format')!r}, expected {WEIGHTS_FORMAT!r})")
-    if meta.get("observation") != OBS_VERSION:
+    if meta.get("observation") not in OBS_VERSIONS:
         raise WeightsError("rules.model.weights", f"{path}: trained on observation {meta.get('observation')!r}, "
-                                                  f"this flock observes {OBS_VERSION!r}; retrain (flocksim train)")
+                                                  f"this flock observes {' or '.join(map(repr, OBS_VERSIONS))}; "
+                                                  "retrain (flocksim train)")
     dims, walls = scenario.world.dims, scenario.world.boundary in ("soft", "reflect")
     if meta.get("dims") != str(dims) or meta.get("walls") != json.dumps(walls):
         raise WeightsError("rules.model.weights", f"{path}: trained in a {meta.get('dims')}D world with walls "
@@ -241,6 +260,7 @@ def load_weights(path: str | Path, scenario) -> nn.Sequential:
         raise WeightsError("rules.model.weights", f"{path}: tensors {got_shapes} do not match the architecture "
                                                   f"(hidden {hidden}, {activation}): expected {expected}")
     module.load_state_dict(tensors)
+    module.flock_observation = meta["observation"]
     return module.eval()
 
 
@@ -285,8 +305,17 @@ class NeuralSteering(Rule):
 
         differentiable: run the module with autograd (training through the simulation);
             otherwise it runs under ``torch.inference_mode``.
+        smooth: read the smooth channels (``SMOOTH_OBS_VERSION``); tags ``module`` with it. False:
+            the module's own observation (``observation_of``; weights files record it).
 
-    The module is moved to the state's device and dtype.
+    The module is moved to the state's device and dtype. What autograd sees (differentiable):
+    the observation is built from the kernel sums and the agent's own state with differentiable
+    ops only, so gradients reach the module's weights and, through the sums' position and
+    velocity columns, every neighbor's position and velocity. Through the kernel weights
+    themselves they flow only where the weights are smooth: triangular (smooth variant) and
+    inverse-square channels, not flat ones (a flat weight's derivative is 0 except at the radius,
+    where it is undefined), nor the field-of-view cut; who is inside a radius is piecewise constant.
+    The speed limits, the wrap and the ``max_force`` clip are differentiable almost everywhere.
     """
 
     name = "neural"
@@ -297,9 +326,13 @@ class NeuralSteering(Rule):
     def check(cls, scenario):
         return check_neural(scenario, scenario.base_dir())
 
-    def __init__(self, module: nn.Module | None = None, *, differentiable: bool = False):
+    def __init__(self, module: nn.Module | None = None, *, differentiable: bool = False, smooth: bool = False):
         self.module = module
         self.differentiable = differentiable
+        if smooth:
+            if module is None:
+                raise ValueError("NeuralSteering(smooth=True) needs the module it tags")
+            module.flock_observation = SMOOTH_OBS_VERSION
         self._placed: tuple | None = None
 
     def attach(self, scenario):
@@ -311,16 +344,20 @@ class NeuralSteering(Rule):
         return scenario
 
     def kernels(self, params):
-        return neural_kernels(params.scenario.rules)
+        return neural_kernels(params.scenario.rules, observation_of(self._module(params)))
+
+    def _module(self, params) -> nn.Module:
+        """This rule's module, else the scenario's attached one, else its weights file's (cached)."""
+        if self.module is not None:
+            return self.module
+        rules = params.scenario.rules
+        if rules._module is None:
+            rules._module = load_weights(params.scenario.base_dir() / rules.model.weights, params.scenario)
+        return rules._module
 
     def resolve(self, params, like: torch.Tensor) -> nn.Module:
         """The module, on ``like``'s device and dtype."""
-        module = self.module
-        if module is None:
-            rules = params.scenario.rules
-            if rules._module is None:
-                rules._module = load_weights(params.scenario.base_dir() / rules.model.weights, params.scenario)
-            module = rules._module
+        module = self._module(params)
         key = (id(module), like.device, like.dtype)
         if self._placed != key:
             module.to(device=like.device, dtype=like.dtype)
@@ -346,5 +383,5 @@ class NeuralSteering(Rule):
         return Update("accel", clip_norm(accel, max_force))
 
 
-__all__ = ["NeuralSteering", "OBS_VERSION", "WeightsError", "agent_frame", "build_mlp", "load_weights",
-           "n_features", "neural_kernels", "observe", "observe_with_frame", "read_weights", "save_weights"]
+__all__ = ["NeuralSteering", "OBS_VERSION", "OBS_VERSIONS", "SMOOTH_OBS_VERSION", "WeightsError", "agent_frame", "build_mlp", "load_weights",
+           "n_features", "neural_kernels", "observation_of", "observe", "observe_with_frame", "read_weights", "save_weights"]

@@ -107,7 +107,8 @@ def _check_world_features(sc: Scenario) -> list[tuple[str, str]]:
     names = [sc.agents.name or "flock"] + [sp.name for sp in sc.species or []]
     if sc.species is not None or sc.interactions is not None:
         if not getattr(top, "groups", False):
-            groups = ", ".join(name for name, rule in RULES.items() if getattr(rule, "groups", False))
+            names_ = [name for name, rule in RULES.items() if getattr(rule, "groups", False)]
+            groups = ", ".join(names_[:-1]) + " and " + names_[-1] if len(names_) > 1 else "".join(names_)
             problems.append(("species" if sc.species is not None else "interactions",
                              f"groups run with the {groups} formulations, got {form}"))
             return problems

@@ -171,3 +171,21 @@ def test_bad_weights_are_clear_errors(tmp_path):
         data = neural_data()
         del data["agents"]["max_speed"], data["agents"]["min_speed"]
         scenario(tmp_path, data)
+
+
+def test_bench_neural_tool_runs_and_its_numpy_port_agrees(tmp_path):
+    """tools/bench_neural.py at a tiny size (a smoke test of the tool; its timings are not checked)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "tools" / "bench_neural.py"
+    spec = importlib.util.spec_from_file_location("bench_neural", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "b.json"
+    assert bench.main(["--agents", "60", "--repeats", "1", "--loop-agents", "10", "--apply-agents", "20",
+                       "--steps", "1", "--no-compile", "--json", str(out)]) == 0
+    (rec,) = json.loads(out.read_text())["records"]
+    assert rec["agents"] == 60 and rec["features"] == 9 and rec["apply_max_abs_diff"] < 1e-5
+    assert rec["batched_s"] > 0 and rec["neural_step_s"] > 0 and rec["compile_note"].startswith("skipped")
