@@ -536,8 +536,18 @@ def nearest_cells(pos: torch.Tensor, *, radius: float, period: torch.Tensor | No
     cand = pos_np[ids]
     qp = _np(query_pos, pos.dtype)
     periodic = period is not None
-    lo, sizes, n_cells = cell_layout(torch.from_numpy(np.concatenate([cand, qp])), float(radius),
-                                     period=period, caller="nearest")
+    # the layout from host (numpy) values: this path runs on the CPU only and reads no tensor back
+    points = np.concatenate([cand, qp])
+    if periodic:
+        per_host = _np(torch.as_tensor(period, dtype=pos.dtype).reshape(dim)).astype(np.float64)
+        # a box of the period's size whose corners bound |points| (cell_layout takes the
+        # period as high - low and its rounding margin from the corners' magnitude)
+        m = float(np.abs(points).max())
+        box = ((-m,) * dim, tuple(float(v) - m for v in per_host))
+    else:
+        box = (tuple(points.min(0).astype(np.float64)), tuple(points.max(0).astype(np.float64)))
+    lo, sizes, n_cells = cell_layout(torch.from_numpy(points), float(radius), period=period, caller="nearest",
+                                     box=box)
     origin, size = np.asarray(lo, dtype=np.float64), np.asarray(sizes, dtype=np.float64)
     ncell = np.asarray(n_cells, dtype=np.int64)
     n_total = math.prod(n_cells)
