@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 
@@ -35,9 +35,8 @@ from .kernels import Kernel
 from .names import GAUSSIAN_CUT_BANDWIDTHS
 from .rules import mesa_velocity, netlogo_velocity, reynolds_acceleration, seed_acceleration
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .params import Params
-    from .state import FlockState
+# ``Params`` (flock.params) and ``FlockState`` (flock.state) appear in annotations only, as
+# strings: params builds on this module, so importing it here would make a loop.
 
 UPDATE_KINDS = ("accel", "vel", "pos")
 

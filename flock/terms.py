@@ -17,8 +17,6 @@ step itself has no branch on the scenario.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 
 from .forces import PointForce, point_force_acceleration
@@ -26,9 +24,8 @@ from .obstacles import attractor_forces, avoidance_acceleration
 from .species import group_rules
 from .world import wall_acceleration
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .params import Params
-    from .state import FlockState
+# ``Params`` (flock.params) and ``FlockState`` (flock.state) appear in annotations only, as
+# strings: params builds on this module, so importing it here would make a loop.
 
 
 class Term:
