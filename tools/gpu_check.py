@@ -59,10 +59,10 @@ FULL = {"dense_circles": 200_000, "dense_boids": 1_000_000, "kinds": 20_000, "de
         "grid": 100_000, "ensemble": (64, 1_000), "syncs": 100_000,
         "steps_circles": [64_000, 1_000_000, 2_000_000], "steps_boids": [1_000_000, 10_000_000],
         "kernel": [("circles", 1_000_000), ("boids", 1_000_000)], "meanshift": 100_000}
-SMALL = {"dense_circles": 120, "dense_boids": 200, "kinds": 80, "dense_rows": 60,
-         "grid": 120, "ensemble": (2, 60), "syncs": 200,
-         "steps_circles": [100], "steps_boids": [150],
-         "kernel": [("circles", 100)], "meanshift": 300}
+SMALL = {"dense_circles": 80, "dense_boids": 120, "kinds": 48, "dense_rows": 40,
+         "grid": 80, "ensemble": (2, 50), "syncs": 200,
+         "steps_circles": [60], "steps_boids": [100],
+         "kernel": [("circles", 60)], "meanshift": 300}
 TOL = {"float32": 2e-4, "float64": 1e-9}
 
 
