@@ -353,6 +353,7 @@ def section_steps(cfg):
                 if graphs and not cuda:
                     row["skipped"] = "no CUDA"
                     continue
+                sim = stepper = None
                 try:
                     sim = _simulation(kind, n, device, "float32", "triton")
                     stepper = GraphedStepper(sim, steps_per_graph=steps) if graphs else None
@@ -364,7 +365,7 @@ def section_steps(cfg):
                                    graph_replays=stepper.replays)
                 except Exception as exc:  # one size failing (out of memory...) keeps the others
                     row["error"] = f"{type(exc).__name__}: {exc}"
-                del sim
+                del sim, stepper  # free the device memory before the next size
     timed = [dict(r, ms_per_step=r["ms_per_step"] or r["first_step_ms"]) for r in rows if "ms_per_step" in r]
     out = {"device": str(device), "timer": _timer(device)[1], "interpreted": not cuda, "rows": rows,
            "figure": ", ".join(f"{r['case'].split()[0]} {r['n_agents']:,}"
