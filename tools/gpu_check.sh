@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The prepared GPU check of issue 13: run it FIRST on a machine with an H100/H200.
-# Budget: about 5 minutes of device time in all (each part has its own timeout, and one
-# failing part never hides the others). Writes everything under $OUT (or ./gpu_check_out).
+# It installs the carried wheels, then runs tools/gpu_check.py (at most GPU_CHECK_BUDGET=420 s,
+# each section with its own limit; one failing section never hides the others) and
+# tools/triton_sass.py. Writes everything under $OUT (or ./gpu_check_out).
 #
-#   device tool: run(command="bash tools/gpu_check.sh", carry=[".whl"], timeout_s=420)
+#   device tool: run(command="bash tools/gpu_check.sh", carry=[".whl"], timeout_s=540)
 #
 # The project's GPU machines have Python 3.12, torch 2.11, triton 3.6 and no pydantic or
 # pygame: the wheels flock needs beyond that are carried in an ignored .whl/ folder
@@ -34,15 +35,18 @@ import json, platform, torch, triton
 print(json.dumps({'python': platform.python_version(), 'torch': torch.__version__, 'triton': triton.__version__,
                   'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))"
 cp "$OUT/env.log" "$OUT/env.json" 2>/dev/null
-# 1. the Triton tests compiled (no interpreter), graphs and ensembles on CUDA
-part tests 150 python3 -m pytest -q -p no:cacheprovider -x tests/test_triton_grid.py tests/test_cuda_graphs.py \
-  --junitxml="$OUT/tests.xml"
+# 1. the check itself (tools/gpu_check.py): Triton vs dense / torch grid, ensembles, host syncs,
+#    full steps with and without CUDA graphs, kernel time by CUDA events, fused mean shift;
+#    each section in its own child process with its own limit, gpu_check.json under $OUT
+part gpu_check $(( ${GPU_CHECK_BUDGET:-420} + 30 )) python3 tools/gpu_check.py --out "$OUT" \
+  --budget "${GPU_CHECK_BUDGET:-420}"
 # 2. static proxies with the machine's Triton (3.6): registers, spills, barriers, loop size
-part sass 60 python3 tools/triton_sass.py --json "$OUT/triton_sass.json"
-# 3. the key figures: circles (FLAME GPU 2's benchmark: 2.12 ms/step at 1M on an H100 PCIe)
-#    at 64k / 1M / 2M, boids at 1M / 10M, triton against dense (<= 100k) and the torch grid
-#    (<= 200k); mean shift fused at 100k
-part bench 200 python3 tools/bench_gpu.py --sections circles,boids,meanshift --repeats 3 --steps 10 \
-  --warmup 2 --timeout 90 --json "$OUT/bench_gpu.json"
+part sass 45 python3 tools/triton_sass.py --json "$OUT/triton_sass.json"
+# 3. optional (GPU_CHECK_TESTS=1): the Triton and CUDA-graph tests compiled, not interpreted
+if [ "${GPU_CHECK_TESTS:-0}" = 1 ]; then
+  part tests 150 python3 -m pytest -q -p no:cacheprovider -x tests/test_triton_grid.py tests/test_cuda_graphs.py \
+    --junitxml="$OUT/tests.xml"
+fi
 echo "=== summary"
 cat "$OUT/parts.jsonl"
+tail -n 12 "$OUT/gpu_check.log"
