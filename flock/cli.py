@@ -135,6 +135,12 @@ def cmd_run(args) -> int:
     if out is None:
         return 2
     check_run_out(out)
+    if steps > 0:
+        from .clumping import neighborhood_report
+
+        _, crowded = neighborhood_report(sim.state, sim.params)
+        if crowded:
+            print(crowded, file=sys.stderr)
     if (args.record or args.checkpoint) and not args.headless:
         # the window runner steps the simulation itself and does not call these hooks (yet)
         print("--record/--checkpoint: running headless", file=sys.stderr)

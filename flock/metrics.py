@@ -83,6 +83,7 @@ def mean_nn_distance_tensor(pos: torch.Tensor, period: torch.Tensor | None = Non
     n = pos.shape[0]
     if n < 2:
         return torch.full((), math.nan, dtype=pos.dtype, device=pos.device)
+    pos, scale = _centred(pos, period)
     idx = nn_sample_index(n, max_queries, pos.device)
     if pos.device.type == "cpu":
         radius = _search_radius(pos, period)
@@ -94,7 +95,32 @@ def mean_nn_distance_tensor(pos: torch.Tensor, period: torch.Tensor | None = Non
             dist[missing] = far
     else:
         _, dist = nearest_neighbor(pos, period=period, query_pos=pos[idx], query_index=idx)
-    return dist.mean()
+    return dist.mean() / scale
+
+
+# an open world's offsets are scaled down to at most this (a power of two), so that their
+# squares stay far inside float32's range (3.4e38) in the norm
+_NN_MAX_OFFSET = 2.0 ** 60
+
+
+def _centred(pos: torch.Tensor, period: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions [N, D] relative to their minimum and scaled by a power of two, that scale (0-d)).
+
+    Distances are translation invariant, and a power-of-two scale is exact, so the mean
+    nearest-neighbor distance of the result divided by the scale is the original's; but
+    far from the origin (1e7 in float32) or spread over 1e20 the offsets' squares no longer
+    overflow. A wrapped world's positions already lie in its box (at most 1e15 wide by the
+    schema) and the cell query lays its cells from 0, so they are left as they are.
+    Device-only operations: nothing is read back.
+    """
+    one = torch.ones((), dtype=pos.dtype, device=pos.device)
+    if period is not None:
+        return pos, one
+    rel = pos - pos.detach().min(0).values
+    extent = rel.detach().amax().clamp_min(1.0)
+    shift = (torch.floor(torch.log2(extent)) - math.log2(_NN_MAX_OFFSET)).clamp_min(0.0)
+    scale = torch.exp2(-shift).to(pos.dtype)
+    return rel * scale, scale
 
 
 def mean_nearest_neighbor_distance(pos: torch.Tensor, period: torch.Tensor | None = None,
@@ -141,8 +167,8 @@ def find_modes(pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Te
     n, dim = pos.shape
     if n == 0:
         return pos.new_zeros(0, dim), torch.zeros(0, dtype=torch.int64, device=pos.device)
-    keys = torch.floor(pos / (radius / 4)).long()
-    uniq, inverse, counts = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
+    uniq, inverse, counts = torch.unique(_mode_cell_keys(pos, radius), dim=0, return_inverse=True,
+                                         return_counts=True)
     sums = torch.zeros(len(uniq), dim, device=pos.device, dtype=pos.dtype).index_add_(0, inverse, pos)
     reps = sums / counts[:, None].to(pos.dtype)
     order = torch.argsort(counts, descending=True, stable=True)
@@ -166,12 +192,32 @@ def find_modes(pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Te
     return centers_t[by_size], relabel[labels]
 
 
+# cell coordinates above this are not exact in float64 (and near int64's 9.2e18)
+_MAX_CELL_COORD = 2.0 ** 52
+
+
+def _mode_cell_keys(pos: torch.Tensor, radius: float) -> torch.Tensor:
+    """[N, D] keys whose equal rows are the points' cells (radius / 4 wide), reads one value back.
+
+    Cell coordinates are counted in float64 from the points' minimum, so they stay small
+    wherever the points are. Where they would still pass 2^52 (a bandwidth far below the
+    points' spread, e.g. 1e-20 over 100 units, or not a positive number) a cell would be
+    narrower than the coordinates' own resolution: the cells are then the distinct positions
+    themselves (their rows), and the greedy merge still joins those within ``radius``.
+    """
+    rel = pos.detach().to(torch.float64)
+    rel = rel - rel.min(0).values
+    cells = torch.floor(rel / (radius / 4)) if radius > 0 else rel
+    if radius > 0 and math.isfinite(radius) and bool(cells.max() <= _MAX_CELL_COORD):
+        return cells.long()
+    return pos.detach()
+
+
 def count_modes(pos: torch.Tensor, radius: float, max_cells: int = 4096) -> int:
     """Number of modes (``find_modes``); above ``max_cells`` occupied cells, the cell count (a cheap bound)."""
     if pos.shape[0] == 0:
         return 0
-    keys = torch.floor(pos / (radius / 4)).long()
-    n_cells = torch.unique(keys, dim=0).shape[0]
+    n_cells = torch.unique(_mode_cell_keys(pos, radius), dim=0).shape[0]
     if n_cells > max_cells:
         return n_cells
     return find_modes(pos, radius)[0].shape[0]

@@ -25,6 +25,7 @@ from .errors import ScenarioError
 from .forces import PointForce
 from .kernels import Kernel, max_support
 from .metrics import MetricsLog, boids_metrics, count_modes, mean_speed_tensor
+from .names import MAX_ABS_VALUE
 from .neighbors import BACKENDS, choose_backend, is_fused_compatible
 from .params import Params, build_params
 from .resources import check_run_memory
@@ -277,6 +278,8 @@ class Simulation:
         """
         if self.n_members > 1:
             raise ScenarioError("add_agents: members of an ensemble cannot grow; build one with a larger agents.count")
+        _check_added_values("pos", pos)
+        _check_added_values("vel", vel)
         new = FlockState(pos=torch.as_tensor(pos, dtype=self.dtype, device=self.device),
                          vel=None if vel is None else torch.as_tensor(vel, dtype=self.dtype, device=self.device),
                          group=group)
@@ -446,3 +449,18 @@ class Simulation:
         members = f", members={self.n_members}" if self.n_members > 1 else ""
         return (f"Simulation({self._scenario.name or 'scenario'}, n_agents={self.n_per_member}{members}, "
                 f"step={self.step_count}, device={self.device}, backend={self.backend})")
+
+
+def _check_added_values(name: str, value) -> None:
+    """Refuse ``add_agents`` values that are not numbers, NaN/inf, or beyond +-MAX_ABS_VALUE."""
+    if value is None:
+        return
+    try:
+        arr = torch.as_tensor(value).detach().to("cpu", torch.float64)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ScenarioError(f"add_agents: {name} must be an array of numbers ({str(exc)[:120]})") from None
+    bad = torch.nonzero(~torch.isfinite(arr) | (arr.abs() > MAX_ABS_VALUE))
+    if bad.numel():
+        at = tuple(bad[0].tolist())
+        raise ScenarioError(f"add_agents: {name}{list(at)} is {arr[at].item():g}; expected finite numbers "
+                            f"within +-{MAX_ABS_VALUE:g}")

@@ -62,3 +62,42 @@ def test_listeners_get_numbers():
     log.add_listener(seen.append)
     log.append({"step": 3, "mean_speed": torch.tensor(2.5)})
     assert seen == [{"step": 3, "mean_speed": 2.5}] and isinstance(seen[0]["mean_speed"], float)
+
+
+def brute_mode_count(pos, radius):
+    """The greedy merge on the points themselves (no cells): the obvious reference for spread points."""
+    left = torch.ones(pos.shape[0], dtype=torch.bool)
+    modes = 0
+    for i in range(pos.shape[0]):
+        if left[i]:
+            left &= torch.linalg.vector_norm(pos.double() - pos[i].double(), dim=1) > radius
+            modes += 1
+    return modes
+
+
+@pytest.mark.parametrize("spread,bandwidth", [(100.0, 1e-9), (1e12, 1e-9), (100.0, 1e-20), (1e7, 1e-9)])
+def test_count_modes_with_a_tiny_bandwidth_counts_every_distinct_point(spread, bandwidth):
+    from flock.metrics import count_modes
+    g = torch.Generator().manual_seed(3)
+    pos = torch.rand(1500, 2, generator=g, dtype=torch.float64) * spread + 0.5 * spread
+    assert torch.unique(pos, dim=0).shape[0] == 1500
+    assert count_modes(pos, bandwidth) == 1500
+    assert count_modes(pos.float(), bandwidth) == torch.unique(pos.float(), dim=0).shape[0]
+
+
+def test_count_modes_matches_the_greedy_reference_on_separated_clusters():
+    from flock.metrics import count_modes
+    g = torch.Generator().manual_seed(4)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [1e6, 1e6]])
+    pos = (centres[:, None, :] + 0.01 * torch.randn(4, 50, 2, generator=g)).reshape(-1, 2)
+    assert count_modes(pos, 1.0) == brute_mode_count(pos, 1.0) == 4
+
+
+@pytest.mark.parametrize("offset,spread", [(1e7, 1000.0), (0.0, 1e30), (-1e30, 1e25)])
+def test_nearest_neighbor_metric_far_from_the_origin_matches_float64(offset, spread):
+    g = torch.Generator().manual_seed(5)
+    pos = (torch.rand(1500, 3, generator=g, dtype=torch.float64) * spread + offset).float()
+    want = dense_mean_nn(pos.double(), None, 2000)       # the same float32 points, in float64
+    got = mean_nearest_neighbor_distance(pos)
+    assert math.isfinite(got)
+    assert got == pytest.approx(want, rel=1e-5)
