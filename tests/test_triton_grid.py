@@ -60,6 +60,13 @@ def tdevice(request):
     return torch.device(request.param)
 
 
+def test_the_interpreter_is_on_without_a_gpu():
+    """Without CUDA every Triton test runs interpreted; a suite where triton was imported too
+    early would skip them all, so that is a failure, not a skip."""
+    if not torch.cuda.is_available():
+        assert tg.interpret_mode(), "triton was imported before TRITON_INTERPRET=1 was set (see tests/conftest.py)"
+
+
 def _cloud(n, dim, box, dtype, device, seed=0):
     gen = torch.Generator().manual_seed(seed)
     size = torch.tensor(box[:dim], dtype=torch.float64)
