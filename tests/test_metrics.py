@@ -101,3 +101,17 @@ def test_nearest_neighbor_metric_far_from_the_origin_matches_float64(offset, spr
     got = mean_nearest_neighbor_distance(pos)
     assert math.isfinite(got)
     assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_unique_cells_matches_a_row_wise_unique():
+    from flock.metrics import _unique_cells
+
+    gen = torch.Generator().manual_seed(3)
+    for dim in (1, 2, 3):
+        keys = torch.randint(0, 9, (400, dim), generator=gen)
+        want = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
+        got = _unique_cells(keys, return_inverse=True, return_counts=True)
+        assert len(got[0]) == len(want[0])
+        assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
+    rows = torch.rand(50, 2, generator=gen, dtype=torch.float64)       # the fallback: distinct positions
+    assert _unique_cells(torch.cat([rows, rows])).shape[0] == 50
