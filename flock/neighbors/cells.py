@@ -305,6 +305,18 @@ def plan_cells(support: float, dim: int, *, dtype: torch.dtype, device: torch.de
                     overflow=overflow)
 
 
+def cell_list_support(kernels, backend: str) -> float:
+    """The largest support of ``kernels`` (the cell width every cell list needs), or a
+    ValueError naming ``backend`` when one is unbounded (an untruncated Gaussian)."""
+    for kern in kernels:
+        if not math.isfinite(kern.support):
+            raise ValueError(
+                f"{backend} backend: kernel {kern.kind!r} (bandwidth={kern.bandwidth}) has unbounded support, "
+                "so no cell list can hold its neighbors; use backend='dense' or 'fused', or give the "
+                "kernel a truncation radius (e.g. radius=3 * bandwidth)")
+    return max((k.support for k in kernels), default=0.0)
+
+
 def fit_cells(width: float, period, extent, max_cells: int) -> tuple[float, list[int]]:
     """Cell width and cells per axis: at least ``width`` wide, at most ``max_cells`` cells in all.
 

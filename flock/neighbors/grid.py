@@ -48,8 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..kernels import Kernel, has_fov, max_support, pair_weights
-from .cells import fit_cells, rounding_margin, strides as cell_strides
+from ..kernels import Kernel, has_fov, pair_weights
+from .cells import cell_list_support, fit_cells, rounding_margin, strides as cell_strides
 from ..world import minimum_image
 from .dense import DEFAULT_MEMORY_BUDGET
 
@@ -289,13 +289,7 @@ def grid_chunk_pairs(dim: int, n_kernels: int, n_feat: int, itemsize: int,
 
 
 def _check_kernels(kernels) -> float:
-    for kern in kernels:
-        if not math.isfinite(kern.support):
-            raise ValueError(
-                f"grid backend: kernel {kern.kind!r} (bandwidth={kern.bandwidth}) has unbounded "
-                "support, so no cell list can hold its neighbors; use backend='dense' or "
-                "'fused', or give the kernel a truncation radius (e.g. radius=3 * bandwidth)")
-    return max_support(kernels)
+    return cell_list_support(kernels, "grid")
 
 
 def reduce_grid(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,

@@ -47,8 +47,9 @@ import math
 import numpy as np
 import torch
 
-from ..kernels import CIRCLES_PI, KERNEL_KINDS, Kernel, has_fov, max_support
+from ..kernels import CIRCLES_PI, KERNEL_KINDS, Kernel, has_fov
 from .dense import DEFAULT_MEMORY_BUDGET
+from .cells import cell_list_support
 from .grid import cell_layout
 
 try:  # the module imports without numba; using it then raises a clear error
@@ -356,13 +357,7 @@ if numba is not None:
 # ------------------------------------------------------------------ host side
 
 def _check_kernels(kernels) -> float:
-    for kern in kernels:
-        if not math.isfinite(kern.support):
-            raise ValueError(
-                f"numba backend: kernel {kern.kind!r} (bandwidth={kern.bandwidth}) has unbounded support, "
-                "so no cell list can hold its neighbors; use backend='dense' or 'fused', or give the "
-                "kernel a truncation radius (e.g. radius=3 * bandwidth)")
-    return max_support(kernels)
+    return cell_list_support(kernels, "numba")
 
 
 def _channel_arrays(kernels: list[Kernel], dtype: np.dtype, support: float) -> tuple:

@@ -61,13 +61,12 @@ fused backend, or give the kernel a radius.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import torch
 
-from ..kernels import Kernel, has_fov, max_support
-from .cells import CellList, CellPlan, counting_sort, device_constant, host_values, plan_cells
+from ..kernels import Kernel, has_fov
+from .cells import CellList, CellPlan, cell_list_support, counting_sort, device_constant, host_values, plan_cells
 from .dense import DEFAULT_MEMORY_BUDGET
 
 try:  # the module imports without Triton; using it then raises a clear error
@@ -525,12 +524,7 @@ def _check_kernels(kernels) -> float:
         if kern.kind not in KIND_IDS:
             raise ValueError(f"triton backend: kernel kind {kern.kind!r} has no Triton formula (supported: "
                              f"{', '.join(KIND_IDS)}); use backend='dense' or 'grid'")
-        if not math.isfinite(kern.support):
-            raise ValueError(
-                f"triton backend: kernel {kern.kind!r} (bandwidth={kern.bandwidth}) has unbounded support, "
-                "so no cell list can hold its neighbors; use backend='dense' or 'fused', or give the "
-                "kernel a truncation radius (e.g. radius=3 * bandwidth)")
-    return max_support(kernels)
+    return cell_list_support(kernels, "triton")
 
 
 def _channel_tables(kernels: list[Kernel], extra: tuple[bool, ...]) -> dict:
