@@ -19,7 +19,10 @@ The design is the Triton kernel's (``triton_grid.py``), on CPU threads:
    (plus the wrapped cell at a periodic seam). A candidate farther than the largest
    support is dropped after its distance; otherwise every channel's weight is
    computed and accumulated into a [K, 2D+F+1] scratch row of the block. Nothing
-   of size N x neighbors exists in memory: memory is O(N + M + cells).
+   of size N x neighbors exists in memory: memory is O(N + M + cells). From
+   ``UNROLLED_MIN_QUERIES`` queries the same loop runs written out for the call's shape
+   (``numba_unrolled``: the same sums bit for bit, accumulators in registers), on Python
+   threads over ranges of blocks.
 
 Numerics follow ``reduce_dense`` operation by operation, in the input dtype (the
 channel parameters and constants are passed as arrays of that dtype, so a float32
@@ -51,6 +54,8 @@ from ..kernels import CIRCLES_PI, KERNEL_KINDS, Kernel, has_fov
 from .dense import DEFAULT_MEMORY_BUDGET
 from .cells import cell_list_support
 from .grid import cell_layout
+from .numba_unrolled import channel_key, run_blocks, unrolled_cell_sums
+from .numba_unrolled import supports as unrolled_supports
 
 try:  # the module imports without numba; using it then raises a clear error
     import numba
@@ -61,6 +66,10 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 # queries per parallel work item: enough to share candidates in cache, and many
 # items per thread so that uneven cells balance out
 DEFAULT_BLOCK = 128
+# from this many queries a call runs the loop unrolled for its shape (``numba_unrolled``,
+# about twice as fast per pair, one more compile per shape); smaller calls, where a step is
+# mostly fixed costs, share the one generic loop
+UNROLLED_MIN_QUERIES = 4096
 
 _KIND = {name: i for i, name in enumerate(KERNEL_KINDS)}
 # _cell_sums switches on these ids (a new kind needs its formula there, and its test fails until then)
@@ -190,6 +199,23 @@ if numba is not None:
         ca = c + o - 1
         return ca if 0 <= ca < n else -1
 
+    @njit(cache=True)
+    def _weight(kd, dist, r, bw, amp, floor_d, half, one, circ):  # pragma: no cover - compiled
+        """Weight of one pair at distance ``dist`` for kernel kind id ``kd`` (``flock.kernels``' formulas)."""
+        if kd == 0:        # flat
+            return one
+        if kd == 1:        # triangular
+            return one - dist / r
+        if kd == 2:        # gaussian
+            z = dist / bw
+            return np.exp(-half * (z * z))
+        if kd == 3:        # inverse_square
+            m = max(dist, floor_d)
+            return one / (m * m)
+        if kd == 4:        # inverse
+            return one / max(dist, floor_d)
+        return amp * np.sin(dist / r * circ) / dist     # circles (dist > 0 here: open centre)
+
     @njit(cache=True, parallel=True)
     def _cell_sums(table, cell_ptr, qpos, qwrap, qvel, qcell, qown, qout, n_cells, period, periodic, fast_wrap,
                    kind, excl, openc, fov, rad, bw, amp, floor_d, cosf, consts, out, block):  # pragma: no cover
@@ -281,21 +307,7 @@ if numba is not None:
                                 continue
                             if fov[k] != 0 and not along >= cosf[k] * (dist * qspeed):
                                 continue
-                            kd = kind[k]
-                            if kd == 0:        # flat
-                                w = one
-                            elif kd == 1:      # triangular
-                                w = one - dist / rad[k]
-                            elif kd == 2:      # gaussian
-                                z = dist / bw[k]
-                                w = np.exp(-half * (z * z))
-                            elif kd == 3:      # inverse_square
-                                m = max(dist, floor_d[k])
-                                w = one / (m * m)
-                            elif kd == 4:      # inverse
-                                w = one / max(dist, floor_d[k])
-                            else:              # circles (dist > 0 here: open centre)
-                                w = amp[k] * np.sin(dist / rad[k] * circ) / dist
+                            w = _weight(kind[k], dist, rad[k], bw[k], amp[k], floor_d[k], half, one, circ)
                             acc[k, 0] += w * e0
                             if dim > 1:
                                 acc[k, 1] += w * e1
@@ -354,6 +366,9 @@ if numba is not None:
                     out_dist[row] = best
 
 
+    # what the generated loops of numba_unrolled import from here
+    _UNROLLED_HELPERS = (_strips, _row_cell, _wrap, _weight)
+
 # ------------------------------------------------------------------ host side
 
 def _check_kernels(kernels) -> float:
@@ -400,7 +415,8 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET,
                  chunk_rows: int | None = None,
                  bounds: torch.Tensor | None = None,
-                 query_vel: torch.Tensor | None = None) -> torch.Tensor:
+                 query_vel: torch.Tensor | None = None,
+                 unrolled: bool | None = None) -> torch.Tensor:
     """Kernel sums of every query over the agents in its 3^D neighboring cells, compiled with numba.
 
     Same arguments, semantics and layout as ``reduce_dense``, plus:
@@ -412,6 +428,9 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
             bounding box of agents and queries. Only speed depends on it.
         query_vel: [M, D] query velocities for kernels with a field of view
             (default ``vel`` when ``query_pos`` is None).
+        unrolled: run the loop written out for this call's shape (``numba_unrolled``; the
+            same sums bit for bit, faster, one compile per shape) or the generic one;
+            default: unrolled from ``UNROLLED_MIN_QUERIES`` queries.
 
     Returns:
         S: [K, M, 2D + F + 1] on the CPU, the dtype of ``pos``, layout [positions (D),
@@ -491,9 +510,15 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         kernels, pos_np.dtype, support)
     out = np.zeros((len(kernels), n_query, width), dtype=pos_np.dtype)
     block = DEFAULT_BLOCK if chunk_rows is None else max(1, int(chunk_rows))
-    _cell_sums(table, ptr, qpos, np.ascontiguousarray(qwrap), qvel, qcell, qown, np.ascontiguousarray(qorder), n3,
-               per, periodic, fast_wrap,
-               kind, excl, openc, fovs, rad, bw, amp, floor_d, cosf, consts, out, block)
+    args = (table, ptr, qpos, np.ascontiguousarray(qwrap), qvel, qcell, qown, np.ascontiguousarray(qorder), n3,
+            per, periodic, fast_wrap, kind, excl, openc, fovs, rad, bw, amp, floor_d, cosf, consts, out, block)
+    if unrolled is None:
+        unrolled = n_query >= UNROLLED_MIN_QUERIES
+    if unrolled and unrolled_supports(dim, len(kernels), n_feat):
+        loop = unrolled_cell_sums(dim, channel_key(kind, excl, openc, fovs), n_feat, _UNROLLED_HELPERS)
+        run_blocks(loop, -(-n_query // block), args)
+    else:
+        _cell_sums(*args)
     return torch.from_numpy(out)
 
 
@@ -565,23 +590,27 @@ def nearest_cells(pos: torch.Tensor, *, radius: float, period: torch.Tensor | No
     return best_idx, best_d
 
 
-def warm_up(dims=(2, 3), dtypes=(torch.float32, torch.float64)) -> float:
+def warm_up(dims=(2, 3), dtypes=(torch.float32, torch.float64), kernels=None, n_features: int = 0) -> float:
     """Compile (or load from the disk cache) the kernels for ``dtypes``; returns the seconds it took.
 
-    Every specialisation the backend uses is reached: open and periodic worlds,
-    self and external queries, a field of view (all are runtime flags of one
-    compiled function per dtype).
+    Every specialisation of the generic loop is reached: open and periodic worlds, self and
+    external queries, a field of view (runtime flags of one compiled function per dtype).
+    With ``kernels`` (a run's channels), the loop unrolled for their shape is compiled too.
     """
     import time
 
     t0 = time.perf_counter()
-    kernels = [Kernel("flat", radius=1.0, fov=270.0), Kernel("gaussian", bandwidth=0.5, radius=1.0)]
+    generic = [Kernel("flat", radius=1.0, fov=270.0), Kernel("gaussian", bandwidth=0.5, radius=1.0)]
     for dtype in dtypes:
         for dim in dims:
             pos = torch.rand(8, dim, dtype=dtype) * 3
-            reduce_numba(pos, pos, kernels, period=torch.full((dim,), 3.0, dtype=dtype))
-            reduce_numba(pos, pos, kernels, query_pos=pos[:2], query_vel=pos[:2])
-            nearest_cells(pos, radius=1.0, period=torch.full((dim,), 3.0, dtype=dtype))
+            period = torch.full((dim,), 3.0, dtype=dtype)
+            reduce_numba(pos, pos, generic, period=period, unrolled=False)
+            reduce_numba(pos, pos, generic, query_pos=pos[:2], query_vel=pos[:2], unrolled=False)
+            nearest_cells(pos, radius=1.0, period=period)
+            if kernels:
+                feats = torch.zeros(8, n_features, dtype=dtype) if n_features else None
+                reduce_numba(pos, pos, list(kernels), period=period, features=feats, unrolled=True)
     return time.perf_counter() - t0
 
 
