@@ -122,6 +122,19 @@ def test_large_counters_and_seeds_stay_in_32_bit_words():
     assert tuple(words[0].tolist()) == reference_philox(row, ((2**63 - 1) & MASK, (2**63 - 1) >> 32))
 
 
+@pytest.mark.parametrize("seeds", [[1], [3, 2**63 - 1, 0]])
+def test_the_numba_engine_draws_the_torch_engines_words_bit_for_bit(seeds):
+    pytest.importorskip("numba")
+    fast, ops = NoiseStream(seeds, engine="numba"), NoiseStream(seeds, engine="torch")
+    assert NoiseStream(seeds).engine == "numba"                        # the CPU default
+    for counter in (0, 5, 2**40 + 7):
+        fast.set_state(counter)
+        ops.set_state(counter)
+        assert torch.equal(fast.words(len(seeds) * 300, 7), ops.words(len(seeds) * 300, 7))
+        assert torch.equal(fast.normal((len(seeds) * 300, 3)), ops.normal((len(seeds) * 300, 3)))
+        assert int(fast.counter) == int(ops.counter) == counter + 1
+
+
 def test_box_muller_keeps_the_radius_finite():
     words = torch.tensor([[0, 0], [MASK, MASK], [0, MASK]])
     for dtype in (torch.float32, torch.float64):
@@ -136,3 +149,5 @@ def test_bad_use_is_a_clear_error():
         NoiseStream([1, 2]).normal((5, 2))
     with pytest.raises(ValueError, match="one counter >= 0"):
         NoiseStream([1]).set_state(-1)
+    with pytest.raises(ValueError, match="engine: expected 'auto', 'torch', or 'numba'"):
+        NoiseStream([1], engine="philox")
