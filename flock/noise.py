@@ -27,9 +27,9 @@ What follows from the construction:
 Every product is formed from 16-bit halves, so no int64 intermediate exceeds 2^49 and no
 signed overflow ever happens (torch leaves int64 overflow undefined across devices).
 
-The words are computed by torch ops on any device (about 250 elementwise ops per draw), or
-on a CPU by one numba loop that forms the products whole in uint64 (``engine``; the same
-words bit for bit, about 8x faster there). Normals come from Box-Muller on pairs of uniforms: (u1, u2) -> sqrt(-2 ln u1) (cos, sin)
+The words are computed by torch ops on any device (about 250 elementwise ops per draw), by
+one numba loop on a CPU or by one Triton kernel on CUDA (``flock.noise_triton``); the
+loops form the products whole in uint64 (``engine``; the same words bit for bit). Normals come from Box-Muller on pairs of uniforms: (u1, u2) -> sqrt(-2 ln u1) (cos, sin)
 (2 pi u2), with u1 in (0, 1] from the word's top 24 (float32) or all 32 (float64) bits.
 Their tails stop at 5.9 (float32) / 6.7 (float64) standard deviations, a probability of
 about 1e-9 / 3e-11 per draw in a true normal.
@@ -133,6 +133,25 @@ def box_muller(words: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=-1).flatten(-2)
 
 
+def _engine(engine: str, device: torch.device) -> str:
+    """The engine ``engine`` names on ``device`` ('auto': numba on a CPU, Triton on CUDA, else torch)."""
+    def triton_ok():
+        from .noise_triton import usable  # noqa: PLC0415  (imports triton)
+
+        return usable(device)
+
+    if engine == "auto":
+        if device.type == "cpu" and numba is not None:
+            return "numba"
+        return "triton" if device.type == "cuda" and triton_ok() else "torch"
+    ok = {"torch": True, "numba": numba is not None and device.type == "cpu",
+          "triton": engine == "triton" and triton_ok()}
+    if not ok.get(engine, False):
+        raise ValueError(f"NoiseStream: engine: expected 'auto', 'torch', 'numba' (CPU, with numba installed) or "
+                         f"'triton' (CUDA, or Triton's interpreter), got {engine!r} on {device}")
+    return engine
+
+
 class NoiseStream:
     """Counter-based normal noise for B members stacked as B * N rows (see the module docstring).
 
@@ -140,8 +159,9 @@ class NoiseStream:
         seeds: [B] the members' seeds (ints >= 0; taken modulo 2^64).
         device: where the counter and the keys live.
         engine: how the integer words are computed: 'torch' (tensor ops, any device; about
-            250 aten ops per draw), 'numba' (one compiled loop, CPU only) or 'auto' (numba
-            on a CPU when it imports, else torch). Both give the same words, bit for bit.
+            250 aten ops per draw), 'numba' (one compiled loop, CPU only), 'triton' (one
+            kernel launch, CUDA) or 'auto' (numba on a CPU, Triton on CUDA when they import,
+            else torch). Every engine gives the same words, bit for bit.
 
     Attributes:
         seeds: the seeds. counter: 0-dim int64 device tensor, draws made so far (the graph
@@ -160,14 +180,12 @@ class NoiseStream:
         self._schedule = [tuple(torch.tensor([keys[r][j] for keys in per_seed], dtype=torch.int64,
                                              device=self.device).view(-1, 1, 1) for j in (0, 1))
                           for r in range(ROUNDS)]
-        if engine == "auto":
-            engine = "numba" if numba is not None and self.device.type == "cpu" else "torch"
-        if engine not in ("torch", "numba") or (engine == "numba" and (numba is None or self.device.type != "cpu")):
-            raise ValueError(f"NoiseStream: engine: expected 'auto', 'torch', or 'numba' (CPU, with numba "
-                             f"installed), got {engine!r} on {self.device}")
-        self.engine = engine
-        if engine == "numba":
-            self._keys_np = torch.stack([torch.stack(pair) for pair in self._schedule]).reshape(ROUNDS, 2, -1).numpy()
+        self.engine = _engine(engine, self.device)
+        keys = torch.stack([torch.stack(pair) for pair in self._schedule]).reshape(ROUNDS, 2, -1).contiguous()
+        if self.engine == "numba":
+            self._keys_np = keys.numpy()
+        elif self.engine == "triton":
+            self._keys = keys
 
     @property
     def n_members(self) -> int:
@@ -185,6 +203,10 @@ class NoiseStream:
             # the counter is read in place (a CPU tensor: no device to synchronise with)
             _philox_words_numba(self._keys_np, ctr.detach().reshape(1).numpy(), out.numpy())
             return out.reshape(b * n, blocks * WORDS)[:, :n_words]
+        if self.engine == "triton":
+            from .noise_triton import philox_words  # noqa: PLC0415  (imports triton)
+
+            return philox_words(self._keys, ctr, n, blocks).reshape(b * n, blocks * WORDS)[:, :n_words]
         row = torch.arange(n, dtype=torch.int64, device=self.device).view(1, n, 1)
         block = torch.arange(blocks, dtype=torch.int64, device=self.device).view(1, 1, blocks)
         row, block = torch.broadcast_tensors(row, block)

@@ -135,6 +135,23 @@ def test_the_numba_engine_draws_the_torch_engines_words_bit_for_bit(seeds):
         assert int(fast.counter) == int(ops.counter) == counter + 1
 
 
+def test_the_triton_kernel_draws_the_torch_engines_words_bit_for_bit():
+    """Under Triton's interpreter on the CPU (tests/conftest.py); compiled for sm_90 in test_triton_grid."""
+    pytest.importorskip("triton")
+    from flock.noise_triton import usable
+
+    if not usable(torch.device("cpu")):
+        pytest.skip("Triton's interpreter is off and there is no CUDA device")
+    seeds = [3, 2**63 - 1]
+    fast, ops = NoiseStream(seeds, engine="triton"), NoiseStream(seeds, engine="torch")
+    for counter in (0, 2**40 + 7):
+        fast.set_state(counter)
+        ops.set_state(counter)
+        assert torch.equal(fast.words(2 * 150, 6), ops.words(2 * 150, 6))
+        assert torch.equal(fast.normal((2 * 150, 2)), ops.normal((2 * 150, 2)))
+        assert int(fast.counter) == counter + 1
+
+
 def test_box_muller_keeps_the_radius_finite():
     words = torch.tensor([[0, 0], [MASK, MASK], [0, MASK]])
     for dtype in (torch.float32, torch.float64):
@@ -149,5 +166,5 @@ def test_bad_use_is_a_clear_error():
         NoiseStream([1, 2]).normal((5, 2))
     with pytest.raises(ValueError, match="one counter >= 0"):
         NoiseStream([1]).set_state(-1)
-    with pytest.raises(ValueError, match="engine: expected 'auto', 'torch', or 'numba'"):
+    with pytest.raises(ValueError, match="engine: expected 'auto', 'torch', 'numba'"):
         NoiseStream([1], engine="philox")
