@@ -2,8 +2,9 @@
 
 A checkpoint is a directory ``ckpt_<step:08d>/`` holding
 
-    state.safetensors   pos [N, D], vel [N, D], group [N] int64, generator [B] uint8
-                        (``sim.generator.get_state()``), metrics/<column> [M] (the log so far)
+    state.safetensors   pos [N, D], vel [N, D], group [N] int64, noise [1] int64 (the noise
+                        stream's draw counter, ``sim.noise.get_state()``), metrics/<column> [M]
+                        (the log so far)
     meta.json           step, seed, device, dtype, backends, versions, mean shift done and
                         last_shift, point forces, metrics columns, sha256 of state.safetensors
     scenario.yaml       the resolved scenario (``sim.scenario.to_yaml()``)
@@ -17,7 +18,11 @@ checkpoints as they were, and at worst a hidden temporary directory that
 ``latest_checkpoint`` never takes for a checkpoint.
 
 Resuming on the device and dtype the checkpoint was saved from continues the run
-exactly as if it had never stopped (same state, step count, generator, metrics log).
+exactly as if it had never stopped (same state, step count, noise counter, metrics log).
+The noise stream is counter-based (``flock.noise``), so it continues on any device.
+A format-1 checkpoint (from before the counter, holding a ``torch.Generator`` state)
+still resumes, with the counter at its step: the numbers a run that had drawn once per
+step from the start would draw next, not those of the old generator.
 The initial-state files a scenario names (``agents.position: {kind: file}``) are not
 needed to resume: the state comes from the checkpoint.
 """
@@ -37,7 +42,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .checkpoint_checks import check_checksums, check_generator_state, check_meta, check_tensors, clean_stale
+from .checkpoint_checks import check_checksums, check_meta, check_tensors, clean_stale
 from .checkpoint_checks import sha256_file as _sha256
 from .errors import CheckpointError, ScenarioError
 from .metrics import MetricsLog
@@ -45,7 +50,8 @@ from .scenario import validate_scenario
 from .state import FlockState
 
 FORMAT = "flock-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)          # 1: a torch.Generator state instead of the noise counter
 STATE_FILE, META_FILE, SCENARIO_FILE = "state.safetensors", "meta.json", "scenario.yaml"
 FILES = (STATE_FILE, META_FILE, SCENARIO_FILE)
 _NAME = re.compile(r"ckpt_(\d{8,})")
@@ -134,7 +140,7 @@ def save_checkpoint(sim, directory: str | Path, *, keep: int | None = None) -> P
         "pos": saved["pos"].detach().cpu().contiguous(),
         "vel": saved["vel"].detach().cpu().contiguous(),
         "group": saved["group"].detach().cpu().contiguous(),
-        "generator": saved["generator"].cpu().contiguous(),
+        "noise": saved["noise"].cpu().contiguous(),
     }
     metric_tensors, columns = _metrics_tensors(saved["metrics"])
     tensors.update(metric_tensors)
@@ -151,7 +157,6 @@ def save_checkpoint(sim, directory: str | Path, *, keep: int | None = None) -> P
         "backend": sim.backend,
         "n_agents": int(saved["pos"].shape[0]),
         "dim": int(saved["pos"].shape[1]),
-        "generator_device": str(sim.generator.device),
         "done": bool(saved["done"]),
         "last_shift": _float_out(saved["member_shift"][0]),
         "record_metrics": bool(getattr(sim, "record_metrics", True)),
@@ -272,9 +277,9 @@ def _read_meta(path: Path) -> dict:
         raise CheckpointError(f"{file}: unreadable ({exc}); the checkpoint is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{file}: not a flock checkpoint (expected format {FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READS_VERSIONS:
         raise CheckpointError(f"{file}: checkpoint format version {meta.get('format_version')!r}; "
-                              f"this flock reads version {FORMAT_VERSION}")
+                              f"this flock reads versions {', '.join(map(str, READS_VERSIONS))}")
     missing = [k for k in ("step", "seed", "device", "dtype", "backend_requested", "done", "last_shift",
                            "metrics_columns", "metrics_rows") if k not in meta]
     if missing:
@@ -307,7 +312,8 @@ def load_checkpoint(path: str | Path, device=None):
     Args:
         path: a ``ckpt_<step>`` directory, or a directory of checkpoints (the newest complete one is taken).
         device: None (the device it was saved from), 'auto', 'cpu' or 'cuda'. On another device
-            type the generator cannot be restored and starts afresh from the seed.
+            type the run continues too (the noise stream is counter-based), equal up to the
+            devices' float rounding.
     Raises:
         CheckpointError: a missing, incomplete or corrupt file (the message names it).
         ScenarioError: the checkpoint's scenario.yaml does not validate.
@@ -331,7 +337,8 @@ def load_checkpoint(path: str | Path, device=None):
         tensors = load_file(str(state_file), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{state_file}: unreadable ({exc}); the checkpoint is corrupt") from None
-    needed = ["pos", "vel", "group", "generator"] + [f"metrics/{c}" for c in meta["metrics_columns"]]
+    noise_key = "noise" if meta["format_version"] >= 2 else "generator"
+    needed = ["pos", "vel", "group", noise_key] + [f"metrics/{c}" for c in meta["metrics_columns"]]
     missing = [k for k in needed if k not in tensors]
     if missing:
         raise CheckpointError(f"{state_file}: missing tensors {missing}; the checkpoint is corrupt")
@@ -352,10 +359,8 @@ def load_checkpoint(path: str | Path, device=None):
         "point_forces": [{"center": f["center"], "strength": f["strength"], "radius": _float_in(f["radius"])}
                          for f in meta.get("point_forces", [])],
         "metrics": _metrics_log(tensors, meta["metrics_columns"], int(meta["metrics_rows"])),
+        "noise": tensors["noise"] if noise_key == "noise" else torch.tensor([int(meta["step"])]),
     }
-    if torch.device(meta.get("generator_device", meta["device"])).type == sim.generator.device.type:
-        check_generator_state(state_file, sim.generator, tensors["generator"])
-        restored["generator"] = tensors["generator"]
     sim.load_state_dict(restored)
     sim.record_metrics = bool(meta.get("record_metrics", True))
     return sim

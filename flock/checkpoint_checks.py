@@ -58,7 +58,6 @@ class CheckpointMeta(_Strict):
     metrics_rows: Annotated[int, Field(ge=0, le=MAX_COUNT)]
     n_agents: Annotated[int, Field(ge=0, le=MAX_COUNT)] | None = None
     dim: Literal[2, 3] | None = None
-    generator_device: str | None = None
     record_metrics: bool = True
     point_forces: list[PointForceMeta] = Field(default_factory=list)
     sha256: dict[str, Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(default_factory=dict)
@@ -123,25 +122,18 @@ def check_tensors(state_file: Path, tensors: dict[str, torch.Tensor], meta: dict
     if group.ndim != 1 or group.shape[0] != n or group.dtype.is_floating_point or group.dtype == torch.bool:
         raise err(f"{state_file}: group: expected an integer tensor of shape [{n}], got "
                   f"{str(group.dtype).removeprefix('torch.')} {list(group.shape)}; the checkpoint is corrupt")
-    gen = tensors["generator"]
-    if gen.dtype != torch.uint8 or gen.ndim != 1 or gen.numel() < 16:
-        raise err(f"{state_file}: generator: expected a uint8 generator state, got "
-                  f"{str(gen.dtype).removeprefix('torch.')} {list(gen.shape)}; the checkpoint is corrupt")
+    if "noise" in tensors:
+        noise = tensors["noise"]
+        if noise.dtype != torch.int64 or tuple(noise.shape) != (1,) or int(noise[0]) < 0:
+            raise err(f"{state_file}: noise: expected the noise counter, one int64 >= 0, got "
+                      f"{str(noise.dtype).removeprefix('torch.')} {list(noise.shape)}"
+                      f"{' = ' + str(noise.tolist()) if noise.numel() <= 4 else ''}; the checkpoint is corrupt")
     rows = meta["metrics_rows"]
     for c in meta["metrics_columns"]:
         t = tensors[f"metrics/{c}"]
         if t.ndim != 1 or t.shape[0] != rows:
             raise err(f"{state_file}: metrics/{c}: expected {rows} rows (meta.json metrics_rows), "
                       f"got shape {list(t.shape)}; the checkpoint is corrupt")
-
-
-def check_generator_state(state_file: Path, generator: torch.Generator, state: torch.Tensor) -> None:
-    """Restore ``state`` into ``generator`` or raise a ``CheckpointError`` (a short or foreign state)."""
-    try:
-        generator.set_state(state)
-    except (RuntimeError, ValueError) as exc:
-        raise _error_class()(f"{state_file}: generator: not a valid generator state ({str(exc)[:200]}); "
-                             "the checkpoint is corrupt") from None
 
 
 STALE_SECONDS = 3600.0
@@ -177,5 +169,5 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["CheckpointMeta", "check_checksums", "check_generator_state", "check_meta", "check_tensors",
+__all__ = ["CheckpointMeta", "check_checksums", "check_meta", "check_tensors",
            "clean_stale", "sha256_file"]

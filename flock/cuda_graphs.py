@@ -7,7 +7,7 @@ as ``sim.step(n)`` does (same steps, same metrics rows), replaying the graph whe
 it can and stepping eagerly where it cannot.
 
 The captured body is the step function itself, ``step_with_stats(state, params,
-backend, generator)``, run k times from static position/velocity buffers back into
+backend, noise)``, run k times from static position/velocity buffers back into
 them, with the step's correction counters added into static device counters. The
 simulation takes each replay's result through its public ``advance()``; nothing of
 it is copied, saved or restored behind its back.
@@ -18,13 +18,15 @@ What falls back to eager stepping (``graph_blockers``), and why:
 - a rule that converges (mean shift reads its shift on the host to stop);
 - a backend that sizes its cell lists on the host (``CAPTURABLE_BACKENDS`` lists the rest);
 - moving attractors (their position depends on the simulated time, a host number
-  that a graph would freeze) and wander (random numbers inside the step);
+  that a graph would freeze);
 - a capture that fails for any other reason (logged with the error).
 
 Metrics rows are taken between replays: with metrics on, a graph is replayed only where
 its k steps contain no step ``metrics.every`` names; with metrics off every k steps
 replay. The stepper never changes results: a replay runs the very kernels an eager
-step runs, on the same data. After ``step(n)`` returns, ``sim.state`` holds tensors of
+step runs, on the same data. Wander replays too: its noise is a function of the run's
+``NoiseStream`` counter, a device tensor the graph increments as an eager step does (the
+warm-up passes and the capture leave it where it was). After ``step(n)`` returns, ``sim.state`` holds tensors of
 its own (not the graph's buffers).
 """
 
@@ -37,7 +39,6 @@ import torch
 
 from .state import FlockState
 from .step import StepStats, step_with_stats
-from .terms import Wander
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,6 @@ def graph_blockers(sim) -> list[str]:
                        f"graphs hold only {', '.join(CAPTURABLE_BACKENDS)}")
     if any(at.path is not None for at in sim.scenario.attractors or []):
         reasons.append("attractors moving along a path depend on the simulated time, which a graph would freeze")
-    if any(isinstance(term, Wander) for term in params.terms):
-        reasons.append("rules.wander draws random numbers inside the step")
     return reasons
 
 
@@ -122,13 +121,13 @@ class GraphedStepper:
     def _state_key(self):
         sim = self.sim
         pos = sim.state.pos
-        return (tuple(pos.shape), pos.dtype, pos.device, sim.backend, id(sim.params))
+        return (tuple(pos.shape), pos.dtype, pos.device, sim.backend, id(sim.params), id(sim.noise))
 
     def _body(self) -> None:
         """k steps of ``flock.step`` from the static buffers back into them; counters summed on the device."""
         state = FlockState(pos=self._pos, vel=self._vel, group=self._group)
         for _ in range(self.k):
-            state, stats = step_with_stats(state, self._params, self._backend, self.sim.generator)
+            state, stats = step_with_stats(state, self._params, self._backend, self._noise)
             self._nan.add_(stats.nan_corrections)
             self._obstacles.add_(stats.obstacle_corrections)
         self._pos.copy_(state.pos)
@@ -143,11 +142,12 @@ class GraphedStepper:
             cpu = sim.device.type != "cuda"
             self._fallback("; ".join(blockers), logging.INFO if cpu else logging.WARNING)
             return
-        self._params, self._backend = sim.params, sim.backend
+        self._params, self._backend, self._noise = sim.params, sim.backend, sim.noise
         self._pos, self._vel, self._group = sim.state.pos.clone(), sim.state.vel.clone(), sim.state.group
         self._nan = torch.zeros((), dtype=torch.int64, device=sim.device)
         self._obstacles = torch.zeros((), dtype=torch.int64, device=sim.device)
         cuda = sim.device.type == "cuda"
+        drawn = self._noise.counter.clone()      # warm-up passes draw for real; the run must not see it
         try:
             if cuda and self.warmup:
                 side = torch.cuda.Stream(sim.device)
@@ -166,6 +166,8 @@ class GraphedStepper:
                     pass
             self._fallback(f"capture failed: {type(exc).__name__}: {exc}".splitlines()[0])
             return
+        finally:
+            self._noise.counter.copy_(drawn)
         self._graph = graph
         self._key = self._state_key()
         self.mode = "graph"

@@ -1,7 +1,7 @@
-"""Simulation: a thin shell around state, params, backend, generator and metrics.
+"""Simulation: a thin shell around state, params, backend, noise stream and metrics.
 
-The physics is ``flock.step.step(state, params, backend, generator)``; a ``Simulation``
-holds what a run keeps between steps (the state, the step count, the generator, the
+The physics is ``flock.step.step(state, params, backend, noise)``; a ``Simulation``
+holds what a run keeps between steps (the state, the step count, the noise stream, the
 metrics log, the device-side correction counters) and rebuilds its ``Params`` when the
 scenario or the live point forces change. Everything a checkpoint, a replay, the window
 or a CUDA graph needs goes through the public API: the constructor (``state=``),
@@ -26,6 +26,7 @@ from .forces import PointForce
 from .kernels import Kernel, max_support
 from .metrics import MetricsLog, boids_metrics, count_modes, mean_speed_tensor
 from .names import MAX_ABS_VALUE
+from .noise import NoiseStream
 from .neighbors import BACKENDS, choose_backend, is_fused_compatible
 from .params import Params, build_params
 from .resources import check_run_memory
@@ -87,7 +88,8 @@ class Simulation:
         metrics: ``MetricsLog`` time series. step_count, time: steps done, simulated time.
         done: True once every member of a mean shift run has converged or reached max_iter.
         backend: the resolved neighbor backend.
-        generator: the ``torch.Generator`` of this run, on its device.
+        noise: the ``flock.noise.NoiseStream`` of this run (one key per member seed, the draw
+            counter on the device); wander draws from it.
         point_forces: live ``PointForce`` attractors/repellers (the window adds them).
         info: facts about the start (``blob_centers``/``blob_ids`` for blob placements).
         n_members, member_done [B] bool, member_steps [B] int64, member_shift [B] floats.
@@ -137,7 +139,7 @@ class Simulation:
     # ------------------------------------------------------------ setup
 
     def reset(self, state: FlockState | None = None) -> None:
-        """Back to step 0 with a fresh generator, empty metrics and the initial state (or ``state``)."""
+        """Back to step 0 with a fresh noise stream, empty metrics and the initial state (or ``state``)."""
         if state is None:
             # refuse before allocating: the estimate and the limit, not an allocator crash
             check_run_memory(self._scenario, self.requested_backend, self.device, members=self.n_members,
@@ -153,7 +155,7 @@ class Simulation:
         else:
             self.info, self.member_info = {}, [{} for _ in self.seeds]
         self._state = self._checked(state)
-        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self.noise = NoiseStream(self.seeds, self.device)
         self.step_count = 0
         b = self.n_members
         self.member_done = torch.zeros(b, dtype=torch.bool, device=self.device)
@@ -338,7 +340,7 @@ class Simulation:
                 if self.done:
                     break
                 self._newly_done = False
-                state, stats = step_with_stats(self._state, params, self.backend, self.generator, time=self.time,
+                state, stats = step_with_stats(self._state, params, self.backend, self.noise, time=self.time,
                                                frozen=frozen)
                 self.advance(state, stats)
                 frozen = self.member_done if params.rule.converges else None
@@ -359,12 +361,13 @@ class Simulation:
     def state_dict(self) -> dict[str, Any]:
         """Everything a run needs to continue exactly: tensors and plain values (no pickle needed).
 
-        Keys: pos, vel, group, generator (uint8 tensor), member_done, member_steps (tensors);
+        Keys: pos, vel, group, noise ([1] int64, the noise stream's counter), member_done,
+        member_steps (tensors);
         step_count, done, member_shift, seeds, nan_corrections, obstacle_corrections,
         point_forces (list of dicts), metrics (the ``MetricsLog``).
         """
         return {"pos": self._state.pos, "vel": self._state.vel, "group": self._state.group,
-                "generator": self.generator.get_state(), "member_done": self.member_done,
+                "noise": self.noise.get_state(), "member_done": self.member_done,
                 "member_steps": self.member_steps, "step_count": self.step_count, "done": self.done,
                 "member_shift": list(self.member_shift), "seeds": list(self.seeds),
                 "nan_corrections": int(self._nan_corrections), "obstacle_corrections": int(self._obstacle_corrections),
@@ -381,8 +384,8 @@ class Simulation:
         for key in ("nan_corrections", "obstacle_corrections"):
             if key in d:
                 setattr(self, f"_{key}", torch.tensor(int(d[key]), device=self.device))
-        if "generator" in d:
-            self.generator.set_state(d["generator"].cpu())
+        if "noise" in d:
+            self.noise.set_state(d["noise"])
         if "point_forces" in d:
             self.point_forces = [PointForce(center=tuple(f["center"]), strength=float(f["strength"]),
                                             radius=float(f["radius"])) for f in d["point_forces"]]

@@ -1,4 +1,4 @@
-"""The step as a function: ``step(state, params, backend, generator) -> state``.
+"""The step as a function: ``step(state, params, backend, noise) -> state``.
 
 One synchronous step for every formulation (JAX-MD's ``step_fn(state) -> state``):
 
@@ -8,7 +8,8 @@ One synchronous step for every formulation (JAX-MD's ``step_fn(state) -> state``
     state  = integrate(state, update, accel, params)        # limits, boundary, obstacles
     state  = nan_guard(previous, state)
 
-Pure except for the generator (wander draws from it). No host synchronisation on the
+Pure except for the noise stream's counter (wander draws from a ``flock.noise.NoiseStream``
+and advances its device-side counter). No host synchronisation on the
 path of a boid step: no ``.item()``, ``float(tensor)``, ``.tolist()``, ``nonzero`` or
 boolean-mask indexing; counters come back as device tensors in ``StepStats``.
 
@@ -26,6 +27,7 @@ import torch
 
 from .integrate import integrate, nan_guard
 from .neighbors import reduce_members, reduce_neighbors
+from .noise import NoiseStream
 from .params import Params
 from .state import FlockState
 
@@ -70,11 +72,11 @@ def neighbor_sums(state: FlockState, params: Params, backend: str) -> torch.Tens
 
 
 def extra_acceleration(state: FlockState, params: Params, limits: dict[str, torch.Tensor], *, time: float,
-                       generator: torch.Generator | None) -> torch.Tensor | None:
+                       noise: NoiseStream | None) -> torch.Tensor | None:
     """[N, D] sum of ``params.terms`` (None when the scenario has none)."""
     accel = None
     for term in params.terms:
-        a = term(state, params, limits, time=time, generator=generator)
+        a = term(state, params, limits, time=time, noise=noise)
         accel = a if accel is None else accel + a
     return accel
 
@@ -85,7 +87,7 @@ def _member_shift(old: torch.Tensor, new: torch.Tensor, members: int) -> torch.T
     return torch.where(scale > 0, moved / torch.where(scale > 0, scale, torch.ones_like(scale)), moved)
 
 
-def step_with_stats(state: FlockState, params: Params, backend: str, generator: torch.Generator | None = None, *,
+def step_with_stats(state: FlockState, params: Params, backend: str, noise: NoiseStream | None = None, *,
                     time: float = 0.0, frozen: torch.Tensor | None = None) -> tuple[FlockState, StepStats]:
     """One step of every agent, and its ``StepStats``.
 
@@ -93,14 +95,14 @@ def step_with_stats(state: FlockState, params: Params, backend: str, generator: 
         state: the current ``FlockState`` (B * N rows for B members).
         params: ``flock.params.build_params(...)``.
         backend: resolved neighbor backend.
-        generator: the run's generator (terms that draw random numbers use it).
+        noise: the run's ``NoiseStream`` (wander draws from it; None for scenarios without wander).
         time: simulated time at the start of the step (moving attractors).
         frozen: [B] bool, members that do not move (converged mean shift), or None.
     """
     sums = neighbor_sums(state, params, backend)
     update = params.rule.update(state, sums, params)
     limits = params.agent_limits(state.group)
-    accel = extra_acceleration(state, params, limits, time=time, generator=generator)
+    accel = extra_acceleration(state, params, limits, time=time, noise=noise)
     moved, obstacle_corrections = integrate(state, update, accel, params, limits)
     new, nan_corrections = nan_guard(state, moved)
     if frozen is not None:
@@ -110,10 +112,10 @@ def step_with_stats(state: FlockState, params: Params, backend: str, generator: 
     return new, StepStats(nan_corrections=nan_corrections, obstacle_corrections=obstacle_corrections, shift=shift)
 
 
-def step(state: FlockState, params: Params, backend: str, generator: torch.Generator | None = None, *,
+def step(state: FlockState, params: Params, backend: str, noise: NoiseStream | None = None, *,
          time: float = 0.0, frozen: torch.Tensor | None = None) -> FlockState:
     """One step of every agent (``step_with_stats`` without the stats)."""
-    return step_with_stats(state, params, backend, generator, time=time, frozen=frozen)[0]
+    return step_with_stats(state, params, backend, noise, time=time, frozen=frozen)[0]
 
 
 __all__ = ["StepStats", "extra_acceleration", "neighbor_sums", "step", "step_with_stats"]

@@ -8,7 +8,8 @@ whose rule does not refuse terms (mean shift does; validation then refuses the s
     forces      point forces: the scenario's attractors (fixed or moving along a path at
                 simulated time t) and the ones added live (``sim.point_forces``, the window)
     avoidance   obstacle look-ahead steering (``obstacles``, ``rules.avoidance``)
-    wander      Gaussian noise of std ``rules.wander`` per axis, from the run's generator
+    wander      Gaussian noise of std ``rules.wander`` per axis, from the run's ``NoiseStream``
+                (flock.noise: counter-based, so a CUDA graph can replay it)
 
 ``build_terms`` lists the terms a scenario needs once, when ``Params`` is built, so the
 step itself has no branch on the scenario.
@@ -24,8 +25,9 @@ from .obstacles import attractor_forces, avoidance_acceleration
 from .species import group_rules
 from .world import wall_acceleration
 
-# ``Params`` (flock.params) and ``FlockState`` (flock.state) appear in annotations only, as
-# strings: params builds on this module, so importing it here would make a loop.
+# ``Params`` (flock.params), ``FlockState`` (flock.state) and ``NoiseStream`` (flock.noise)
+# appear in annotations only, as strings: params builds on this module, so importing it here
+# would make a loop.
 
 
 class Term:
@@ -34,13 +36,13 @@ class Term:
     name: str = "term"
 
     def __call__(self, state: "FlockState", params: "Params", limits: dict[str, torch.Tensor], *,
-                 time: float, generator: torch.Generator | None) -> torch.Tensor:
+                 time: float, noise: "NoiseStream | None") -> torch.Tensor:
         """[N, D] acceleration, world units / time^2.
 
         Args:
             limits: per-agent [N, 1] limits (``Params.agent_limits``).
             time: simulated time of the step (moving attractors).
-            generator: the run's ``torch.Generator`` (wander).
+            noise: the run's ``flock.noise.NoiseStream`` (wander draws from it).
         """
         raise NotImplementedError
 
@@ -48,7 +50,7 @@ class Term:
 class Walls(Term):
     name = "walls"
 
-    def __call__(self, state, params, limits, *, time, generator):
+    def __call__(self, state, params, limits, *, time, noise):
         return wall_acceleration(state.pos, params.world)
 
 
@@ -59,7 +61,7 @@ class Forces(Term):
     live: tuple[PointForce, ...] = ()
     name: str = "forces"
 
-    def __call__(self, state, params, limits, *, time, generator):
+    def __call__(self, state, params, limits, *, time, noise):
         forces = attractor_forces(params.scenario, time) + list(self.live)
         return point_force_acceleration(state.pos, forces, params.world.period(state.pos))
 
@@ -67,16 +69,21 @@ class Forces(Term):
 class Avoidance(Term):
     name = "avoidance"
 
-    def __call__(self, state, params, limits, *, time, generator):
+    def __call__(self, state, params, limits, *, time, noise):
         return avoidance_acceleration(params.scenario, state.pos, state.vel, params.world.period(state.pos), limits)
 
 
 class Wander(Term):
     name = "wander"
 
-    def __call__(self, state, params, limits, *, time, generator):
-        noise = torch.randn(state.pos.shape, generator=generator, device=state.pos.device, dtype=state.pos.dtype)
-        return limits["wander"] * noise
+    def __call__(self, state, params, limits, *, time, noise):
+        if noise is None:
+            raise ValueError("wander draws from a flock.noise.NoiseStream; pass noise=NoiseStream(seeds, device) "
+                             "to the step (a Simulation passes its sim.noise)")
+        if noise.device != state.pos.device:
+            raise ValueError(f"wander: the NoiseStream is on {noise.device} but the state on {state.pos.device}; "
+                             "build the stream on the state's device")
+        return limits["wander"] * noise.normal(state.pos.shape, state.pos.dtype)
 
 
 def build_terms(scenario, point_forces=()) -> tuple[Term, ...]:

@@ -50,6 +50,7 @@ import yaml
 
 from .errors import ScenarioError
 from .neural import NeuralSteering, build_mlp, n_features, observe_with_frame, save_weights
+from .noise import NoiseStream
 from .params import build_params
 from .scenario import BoidRules, Scenario
 from .scenario_schema import NeuralRules
@@ -155,7 +156,6 @@ def collect(teacher: Scenario, student: Scenario, seeds: list[int], cfg: TrainCo
     tparams = build_params(teacher, device=sim.device, dtype=sim.dtype, n_members=b)
     sparams = build_params(student, device=sim.device, dtype=sim.dtype, n_members=b)
     driver = sparams if drive_student else tparams
-    step_gen = torch.Generator(device=sim.device).manual_seed(cfg.seed)
     obs_all, target_all = [], []
     with torch.no_grad():
         for k in range(cfg.steps):
@@ -165,7 +165,7 @@ def collect(teacher: Scenario, student: Scenario, seeds: list[int], cfg: TrainCo
                 rows = torch.randperm(obs.shape[0], generator=gen)[:cfg.per_step * b].to(obs.device)
                 obs_all.append(obs[rows].float().cpu())
                 target_all.append(accel[rows].float().cpu())
-            state = step(state, driver, backend, step_gen, time=k * driver.dt)
+            state = step(state, driver, backend, sim.noise, time=k * driver.dt)
     target = torch.cat(target_all)
     return torch.cat(obs_all), (target if unit is None else target / unit)
 
@@ -396,16 +396,20 @@ def initial_states(student: Scenario, seeds: list[int], cfg: SimTrainConfig) -> 
 
 
 def rollout_loss(module, student: Scenario, seeds: list[int], cfg: SimTrainConfig, target: float, opt=None,
-                 gen: torch.Generator | None = None) -> float:
-    """One episode of ``cfg.steps`` steps; with ``opt``, a gradient step after every window. Mean loss."""
+                 noise: NoiseStream | None = None) -> float:
+    """One episode of ``cfg.steps`` steps; with ``opt``, a gradient step after every window. Mean loss.
+
+    ``noise``: the wander noise (default: a fresh stream of the members' ``seeds``).
+    """
     params = _sim_params(student, module, len(seeds), cfg, differentiable=True)
     state = initial_states(student, seeds, cfg)
+    noise = NoiseStream(seeds, state.pos.device) if noise is None else noise
     total, windows = 0.0, 0
     for start in range(0, cfg.steps, cfg.window):
         loss = torch.zeros((), dtype=cfg.dtype, device=state.pos.device)
         k = min(cfg.window, cfg.steps - start)
         for t in range(start, start + k):
-            state = step(state, params, "dense", gen, time=t * params.dt)
+            state = step(state, params, "dense", noise, time=t * params.dt)
             loss = loss + _loss(objective_terms(state, params, cfg, target), cfg) / k
         if opt is not None:
             opt.zero_grad()
@@ -422,11 +426,11 @@ def evaluate(module, student: Scenario, seeds: list[int], cfg: SimTrainConfig, t
     """Figures over ``cfg.eval_steps`` steps of each held-out seed (no gradients): means over the seeds."""
     params = _sim_params(student, module, len(seeds), cfg, differentiable=False)
     state = initial_states(student, seeds, cfg)
-    gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
+    noise = NoiseStream(seeds, state.pos.device)
     with torch.no_grad():
         first = objective_terms(state, params, cfg, target)
         for t in range(cfg.eval_steps):
-            state = step(state, params, "dense", gen, time=t * params.dt)
+            state = step(state, params, "dense", noise, time=t * params.dt)
         last = objective_terms(state, params, cfg, target)
     finite = bool(torch.isfinite(state.pos).all() and torch.isfinite(state.vel).all())
     return {"polarization_start": float(first["polarization"].mean()),
@@ -456,12 +460,11 @@ def train_through_sim(scenario: Scenario, cfg: SimTrainConfig, *, weights_name: 
     untrained.load_state_dict(module.state_dict())
     opt = make_optimizer(cfg.optimizer, module, cfg.lr)
     base = scenario.run.seed + 1000 * (cfg.seed + 1)
-    gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     losses = []
     with tqdm(total=cfg.epochs, desc=f"train ({cfg.objective})", disable=not cfg.progress, unit="episode") as bar:
         for e in range(cfg.epochs):
             seeds = [base + e * cfg.seeds + k for k in range(cfg.seeds)]
-            losses.append(rollout_loss(module, student, seeds, cfg, target, opt, gen))
+            losses.append(rollout_loss(module, student, seeds, cfg, target, opt))
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4g}")
     held = [base + 500_000 + k for k in range(cfg.eval_seeds)]

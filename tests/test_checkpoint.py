@@ -61,16 +61,58 @@ def test_converged_mean_shift_stays_converged(tmp_path):
     assert_same_run(resumed, sim)
 
 
-def test_generator_state_and_point_forces_round_trip(tmp_path):
+def test_noise_counter_and_point_forces_round_trip(tmp_path):
     sim = flock.Simulation.from_scenario(scenario("boids_torus"), device="cpu").step(2)
-    torch.rand(17, generator=sim.generator)  # move the generator off its seed
+    sim.noise.normal((sim.state.n_agents, 2))  # move the noise counter off zero
     sim.point_forces.append(PointForce(center=(100.0, 200.0), strength=-0.5))
     sim.point_forces.append(PointForce(center=(10.0, 20.0), strength=0.2, radius=30.0))
     resumed = load_checkpoint(save_checkpoint(sim, tmp_path))
-    assert torch.equal(resumed.generator.get_state(), sim.generator.get_state())
-    assert torch.equal(torch.rand(5, generator=resumed.generator), torch.rand(5, generator=sim.generator))
+    assert torch.equal(resumed.noise.get_state(), sim.noise.get_state()) and int(sim.noise.counter) == 1
+    assert torch.equal(resumed.noise.normal((7, 3)), sim.noise.normal((7, 3)))
     assert resumed.point_forces == sim.point_forces and math.isinf(resumed.point_forces[0].radius)
     assert_same_run(resumed.step(4), sim.step(4))
+
+
+def _rewrite_state(path, tensors, meta):
+    """Write ``tensors`` as the checkpoint's state file and ``meta`` (checksum updated) into ``path``."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path / "state.safetensors"))
+    meta["sha256"]["state.safetensors"] = checkpoint._sha256(path / "state.safetensors")
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def _wander_sim():
+    sc = scenario("boids_torus")
+    sc.rules.wander = 0.2
+    return flock.Simulation.from_scenario(sc, device="cpu")
+
+
+def test_a_format_1_checkpoint_resumes_with_the_counter_at_its_step(tmp_path):
+    """Version 1 held a torch.Generator state; it resumes as a run that drew once per step."""
+    sim = _wander_sim().step(4)
+    path = save_checkpoint(sim, tmp_path)
+    tensors = checkpoint.load_file(str(path / "state.safetensors"))
+    tensors["generator"] = torch.Generator().get_state()
+    del tensors["noise"]
+    meta = json.loads((path / "meta.json").read_text())
+    _rewrite_state(path, tensors, {**meta, "format_version": 1, "generator_device": "cpu"})
+    resumed = load_checkpoint(path)
+    assert int(resumed.noise.counter) == 4
+    assert_same_run(resumed.step(3), sim.step(3))
+
+
+def test_a_bad_noise_counter_names_the_tensor(tmp_path):
+    path = save_checkpoint(_wander_sim().step(1), tmp_path)
+    tensors = checkpoint.load_file(str(path / "state.safetensors"))
+    tensors["noise"] = torch.tensor([-3])
+    _rewrite_state(path, tensors, json.loads((path / "meta.json").read_text()))
+    with pytest.raises(CheckpointError, match=r"state\.safetensors: noise: expected the noise counter.*= \[-3\]"):
+        load_checkpoint(path)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "format_version": 7}))
+    with pytest.raises(CheckpointError, match="format version 7; this flock reads versions 1, 2"):
+        load_checkpoint(path)
 
 
 def test_meta_and_files(tmp_path):

@@ -39,7 +39,8 @@ def _assert_members_match(ens, sc, seeds, steps, scenarios=None):
 
 @pytest.mark.parametrize("path,n,steps", [("scenarios/boids_seed.yaml", 60, 25),
                                           ("scenarios/boids_torus.yaml", 150, 25),
-                                          ("scenarios/bench_circles3d.yaml", 200, 8)])
+                                          ("scenarios/bench_circles3d.yaml", 200, 8),
+                                          ("scenarios/murmuration_3d.yaml", 80, 8)])       # with wander
 def test_members_equal_single_runs(path, n, steps):
     sc = _scenario(path, n, every=5)
     seeds = [3, 5, 8]
@@ -47,6 +48,19 @@ def test_members_equal_single_runs(path, n, steps):
     assert ens.pos.shape == (3, n, sc.world.dims)
     assert len(ens.batches) == 1 and ens.backend == "dense"
     _assert_members_match(ens, sc, seeds, steps)
+
+
+def test_members_from_one_start_wander_apart_on_their_own_seeds():
+    """Same initial state, different seeds: only wander's noise tells the members apart."""
+    sc = _scenario("scenarios/murmuration_3d.yaml", 60)
+    start = Simulation.from_scenario(sc, device="cpu", dtype="float64").state
+    twice = start.concat(start)
+    runs = {}
+    for wander in (0.005, 0.0):
+        sc.rules.wander = wander
+        runs[wander] = Simulation(sc, seeds=[1, 2], state=twice, device="cpu", dtype="float64").step(5).state.pos
+    assert torch.equal(runs[0.0][:60], runs[0.0][60:])
+    assert not torch.allclose(runs[0.005][:60], runs[0.005][60:])
 
 
 def test_default_seeds_and_metric_matrix():

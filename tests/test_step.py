@@ -17,6 +17,7 @@ from flock.forces import PointForce
 from flock.formulations import RULES
 from flock.scenario import load_scenario, validate_scenario
 from flock.step import step
+from flock.terms import Wander
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOCK = ROOT / "flock"
@@ -79,10 +80,14 @@ def test_a_step_never_synchronises_with_the_host(case, backend):
     sim = flock.Simulation.from_scenario(sc, device="cpu", backend=backend, record_metrics=False)
     sim.step(1)
     params = sim.params
+    drawn = int(sim.noise.counter)
     with SyncRecorder() as dispatch, HostReadRecorder() as function:
-        new = step(sim.state, params, sim.backend, sim.generator, time=sim.time)
+        new = step(sim.state, params, sim.backend, sim.noise, time=sim.time)
     assert dispatch.hits == [] and function.hits == []
     assert torch.isfinite(new.pos).all()
+    wanders = any(isinstance(t, Wander) for t in params.terms)
+    assert int(sim.noise.counter) == drawn + wanders          # wander drew, on the device
+    assert wanders == (case == "obstacles")                   # the case that covers wander
 
 
 def test_the_recorder_sees_a_sync():

@@ -18,7 +18,8 @@ Sections, run one after another, each in its own child process with its own time
                      triton and dense steps; CUDA only.
     steps            full steps (flock.Simulation, triton backend): circles 64k / 1M / 2M and
                      boids 1M / 10M, eagerly and in CUDA graphs (flock.cuda_graphs.GraphedStepper,
-                     with the number of replays); the first step (JIT compile) timed apart.
+                     with the number of replays); the first step (JIT compile) timed apart; boids
+                     with wander in graphs against eager steps (bit-identical, the graph replays).
     kernel_time      reduce_triton alone, timed by CUDA events (perf_counter on a CPU).
     meanshift        one fused (attention) Gaussian mean shift step at N = 100,000: ms/step,
                      the attention kernels the profiler saw, and the error of the float32
@@ -336,6 +337,35 @@ def _time_steps(step, device, warmup, repeats, steps):
     return first_ms, (ms / steps if ms is not None else None)
 
 
+def _wander_graph_row(n: int, device, steps: int) -> dict:
+    """Boids with wander (the counter-based noise, flock.noise) stepped in CUDA graphs and eagerly
+    from one start: the graph must replay (no fallback) and land on the same state."""
+    import torch
+
+    from flock.cuda_graphs import GraphedStepper
+
+    row = {"case": "boids+wander triton graphs == eager", "n_agents": n}
+    if device.type != "cuda":
+        row["skipped"] = "no CUDA"
+        return row
+    try:
+        sims = [_simulation("boids", n, device, "float32", "triton") for _ in range(2)]
+        for sim in sims:
+            sim.scenario.rules.wander = 0.05
+        stepper = GraphedStepper(sims[1], steps_per_graph=steps)
+        sims[0].step(3 * steps)
+        stepper.step(3 * steps)
+        same = bool(torch.equal(sims[0].state.pos, sims[1].state.pos))
+        counters = [int(sim.noise.counter) for sim in sims]
+        row.update(graph_mode=stepper.mode, fallback_reason=stepper.fallback_reason, graph_replays=stepper.replays,
+                   bit_identical=same, noise_counters=counters)
+        if stepper.mode != "graph" or not same or counters != [3 * steps] * 2:
+            row["error"] = f"mode {stepper.mode}, bit_identical {same}, counters {counters}"
+    except Exception as exc:  # noqa: BLE001 - reported in the row
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    return row
+
+
 def section_steps(cfg):
     from flock.cuda_graphs import GraphedStepper
 
@@ -366,6 +396,7 @@ def section_steps(cfg):
                 except Exception as exc:  # one size failing (out of memory...) keeps the others
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 del sim, stepper  # free the device memory before the next size
+    rows.append(_wander_graph_row(min(s["steps_boids"][0], 100_000), device, steps))
     timed = [dict(r, ms_per_step=r["ms_per_step"] or r["first_step_ms"]) for r in rows if "ms_per_step" in r]
     out = {"device": str(device), "timer": _timer(device)[1], "interpreted": not cuda, "rows": rows,
            "figure": ", ".join(f"{r['case'].split()[0]} {r['n_agents']:,}"

@@ -10,6 +10,9 @@ weighs 32 candidate pairs: warp-instructions per pair = body / 32.
 
     python tools/triton_sass.py [--arch sm_90] [--json FILE]
 
+``noise_philox`` is the noise stream's Philox kernel (``flock.noise_triton``): registers,
+spills and SASS size only (it has no candidate loop).
+
 Run it without ``TRITON_INTERPRET`` (the interpreter compiles nothing).
 """
 
@@ -38,6 +41,11 @@ VARIANTS = {
     "meanshift2d_f32": dict(D=2, kinds=("gaussian",), open=(0,), excl=(0,), extra=(0,), periodic=False,
                             fov=(0,), f64=False),
 }
+
+
+# the noise stream's Philox4x32-10 kernel (flock.noise_triton): no candidate loop, so registers,
+# spills and the SASS size only
+NOISE_VARIANT = "noise_philox"
 
 
 def _bits(values, width=1):
@@ -77,6 +85,24 @@ def compile_variant(spec: dict, arch: int, block: int = 64):
     src = ASTSource(fn=fn, signature=sig, constexprs=constexprs)
     return triton.compile(src, target=GPUTarget("cuda", arch, 32),
                           options={"enable_fp_fusion": True, "num_warps": max(1, block // 32)})
+
+
+def compile_noise(arch: int):
+    """Compiled ``flock.noise_triton`` kernel (10 rounds, its BLOCK) for ``sm_<arch>``."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    from triton.runtime.jit import JITFunction
+
+    from flock import noise, noise_triton
+
+    fn = JITFunction(noise_triton.KERNEL_SOURCE, do_not_specialize=["total", "n_rows", "blocks"])
+    consts = {"ROUNDS": noise.ROUNDS, "BLOCK": noise_triton.BLOCK}
+    sig = {name: "constexpr" if name in consts else ("*i64" if name.endswith("_ptr") else "i32")
+           for name in fn.arg_names}
+    src = ASTSource(fn=fn, signature=sig, constexprs={(fn.arg_names.index(k),): v for k, v in consts.items()})
+    return triton.compile(src, target=GPUTarget("cuda", arch, 32),
+                          options={"enable_fp_fusion": True, "num_warps": max(1, noise_triton.BLOCK // 32)})
 
 
 def _tool(name: str) -> str:
@@ -145,7 +171,7 @@ def analyse(kernel, arch: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="sm_90", help="target, e.g. sm_90 (H100/H200)")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    ap.add_argument("--variants", default=",".join([*VARIANTS, NOISE_VARIANT]), help="comma-separated subset")
     ap.add_argument("--block", type=int, default=64, help="queries per program (one per lane)")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args(argv)
@@ -157,7 +183,8 @@ def main(argv=None) -> int:
     arch = int(args.arch.removeprefix("sm_"))
     rows = {}
     for name in args.variants.split(","):
-        rows[name] = analyse(compile_variant(VARIANTS[name], arch, args.block), arch)
+        kernel = compile_noise(arch) if name == NOISE_VARIANT else compile_variant(VARIANTS[name], arch, args.block)
+        rows[name] = analyse(kernel, arch)
         print(f"{name:24s} " + " ".join(f"{k}={v}" for k, v in rows[name].items()), flush=True)
     doc = {"triton": triton.__version__, "arch": args.arch, "block": args.block, "variants": rows}
     if args.json:
