@@ -540,13 +540,15 @@ class MeanShift(ClusterMixin, BaseEstimator):
     # -------------------------------------------------------- fit / predict
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, progress=None):
         """Cluster ``X``.
 
         Args:
             X: [N, D] array-like (numpy array, pandas frame, torch tensor or
                 nested lists); float32 and float64 are kept, other numbers become float64.
             y: ignored (scikit-learn's signature).
+            progress: flock's: ``f(iteration, seeds_moving)`` called after every
+                iteration of the standard climb (``flocksim cluster``'s progress bar), or None.
 
         Returns:
             self, with ``cluster_centers_``, ``labels_``, ``n_iter_`` set.
@@ -560,7 +562,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
         device = _resolve_device(self.device, X)
         x, back = self._points(X, device, reset=True)
         with _cpu_threads(self.n_jobs):
-            centres, labels, n_iter, bandwidth, backend = self._fit_points(x, device)
+            centres, labels, n_iter, bandwidth, backend = self._fit_points(x, device, progress)
         self.cluster_centers_ = _hand_back(centres, back)
         self.labels_ = _hand_back(labels, back)
         self.n_iter_ = int(n_iter)
@@ -568,7 +570,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
         self.backend_ = backend
         return self
 
-    def _fit_points(self, x, device):
+    def _fit_points(self, x, device, progress=None):
         n, dim = x.shape
         bandwidth = self.bandwidth
         if bandwidth is None:
@@ -601,11 +603,11 @@ class MeanShift(ClusterMixin, BaseEstimator):
                 if seeds is x:     # duplicated points climb once
                     seeds = _unique_rows(x)[0]
                 centres, intensity, n_iter = climb(x, seeds, kern, stop, self.max_iter,
-                                                   threads=sums.threads)
+                                                   threads=sums.threads, progress=progress)
                 where = x
             elif self.mode == "standard":
                 centres, intensity, n_iter = _climb(x, seeds, sums, stop, self.max_iter, fused,
-                                                    bandwidth, seeds_are_data=seeds is x)
+                                                    bandwidth, seeds_are_data=seeds is x, progress=progress)
                 where = x
             else:
                 where, centres, intensity, n_iter = _blur(x, sums, stop, self.max_iter, fused, bandwidth)
@@ -786,7 +788,7 @@ def _zero_bandwidth_climb(x: torch.Tensor, seeds: torch.Tensor):
 
 
 def _climb(x, seeds, sums: _Sums, stop: float, max_iter: int, fused: bool, bandwidth: float,
-           seeds_are_data: bool = False):
+           seeds_are_data: bool = False, progress=None):
     """Standard mean shift: every seed climbs over the fixed data ``x`` at once.
 
     Seeds follow scikit-learn's ``_mean_shift_single_seed``: at each iteration
@@ -831,6 +833,8 @@ def _climb(x, seeds, sums: _Sums, stop: float, max_iter: int, fused: bool, bandw
         n_iter = it
         finished = empty | (shift <= stop) | (it >= max_iter)
         active = active[~finished]
+        if progress is not None:
+            progress(it, int(active.numel()))
         it += 1
     if fused:
         # the weight sum at each seed's position before its last move, as the

@@ -233,18 +233,21 @@ if numba is not None:
                     out[i, a] = acc[a]
 
     @njit(cache=True, parallel=True)
-    def _climb_seeds(table, ptr, n_cells, origin, width, seeds, order, h, kind, stop, max_iter, single,
-                     pos, intensity, passes):  # pragma: no cover - compiled
-        """scikit-learn's ``_mean_shift_single_seed`` for every seed, each to its end, in parallel.
+    def _climb_seeds(table, ptr, n_cells, origin, width, order, h, kind, stop, max_iter, single, budget,
+                     pos, intensity, passes, done):  # pragma: no cover - compiled
+        """scikit-learn's ``_mean_shift_single_seed`` for the seeds ``order`` lists, in parallel.
 
         A seed moves to the weighted mean of the data within h (``_sums_at``) until it
         moves at most ``stop`` (float64 norm) or has made ``max_iter`` moves, or is
-        dropped when its window is empty. ``single``: positions are rounded to float32
-        after every move (float32 data: the float32 means scikit-learn computes). Writes
-        pos [S, D] (final positions), intensity [S] (weight sum at the position before
-        the last move; 0: dropped) and passes [S] (windows evaluated; n_iter = passes - 1).
+        dropped when its window is empty; each seed evaluates at most ``budget`` windows
+        in this call and resumes from its state in the next. ``single``: positions are
+        rounded to float32 after every move (float32 data: scikit-learn's float32 means).
+        State, read and written: pos [S, D] float64 positions, intensity [S] (weight sum
+        at the position before the last move; 0: dropped), passes [S] (windows evaluated;
+        n_iter = passes - 1), done [S] uint8.
         """
-        n_seed, dim = seeds.shape
+        n_seed = order.shape[0]
+        dim = pos.shape[1]
         n_blocks = (n_seed + BLOCK - 1) // BLOCK
         for b in prange(n_blocks):
             y, acc, lo, hi, cur, gap2 = _scratch(dim)
@@ -252,13 +255,15 @@ if numba is not None:
             for t in range(b * BLOCK, min(n_seed, (b + 1) * BLOCK)):
                 i = order[t]
                 for a in range(dim):
-                    y[a] = np.float64(seeds[i, a])
-                count = 0.0
-                it = 0
-                while True:
+                    y[a] = pos[i, a]
+                p = passes[i]
+                for _ in range(budget):
                     _sums_at(table, ptr, n_cells, origin, width, y, h, kind, acc, lo, hi, cur, gap2)
                     count = acc[dim]
+                    p += 1
                     if not count > 0:
+                        intensity[i] = 0.0
+                        done[i] = 1
                         break
                     shift2 = 0.0
                     for a in range(dim):
@@ -270,13 +275,13 @@ if numba is not None:
                         new[a] = m
                     for a in range(dim):
                         y[a] = new[a]
-                    if math.sqrt(shift2) <= stop or it >= max_iter:
+                    intensity[i] = count
+                    if math.sqrt(shift2) <= stop or p - 1 >= max_iter:
+                        done[i] = 1
                         break
-                    it += 1
                 for a in range(dim):
                     pos[i, a] = y[a]
-                intensity[i] = count
-                passes[i] = it + 1
+                passes[i] = p
 
     @njit(cache=True, parallel=True)
     def _nearest_centres(points, centres, cptr, corder, n_cells, origin, width, tie, out_idx, out_d2, out_d2b):  # pragma: no cover
@@ -448,14 +453,16 @@ class CellSums:
 
 
 def climb(points: torch.Tensor, seeds: torch.Tensor, kernel, stop: float, max_iter: int,
-          subcells: int = SUBCELLS, threads: int | None = None):
-    """Standard mean shift of ``seeds`` over ``points`` on the cell list, each seed to its end.
+          subcells: int = SUBCELLS, threads: int | None = None, progress=None):
+    """Standard mean shift of ``seeds`` over ``points`` on the cell list.
 
     Args:
         points: [N, D] float32/float64 CPU data. seeds: [S, D] starting positions, same dtype.
         kernel: flat or triangular ``Kernel`` (radius h). stop: a seed stops once it moves
             at most this far (data units). max_iter: most moves per seed.
         subcells, threads: as ``CellSums``.
+        progress: None (each seed climbs to its end in one compiled call), or
+            ``f(iteration, seeds_moving)``, called after every iteration (one call each).
 
     Returns:
         (centres [C, D] points' dtype, intensity [C], n_iter): the surviving seeds' final
@@ -467,16 +474,24 @@ def climb(points: torch.Tensor, seeds: torch.Tensor, kernel, stop: float, max_it
     _, table, ptr, n_cells, origin, width = sums._cells
     q = seeds.numpy()
     n_seed, dim = q.shape
-    pos = np.empty((n_seed, dim), np.float64)
+    pos = q.astype(np.float64)
     intensity = np.zeros(n_seed, np.float64)
     passes = np.zeros(n_seed, np.int64)
+    done = np.zeros(n_seed, np.uint8)
     if n_seed:
         qid = _bin(q, origin, width, n_cells)
         order = np.argsort(qid, kind="stable")
         pairs = float(np.diff(ptr)[qid].sum()) * (2 * sums.subcells + 1) ** dim * 8
+        budget = max_iter + 1 if progress is None else 1
+        it = 0
         with _numba_threads(threads, pairs):
-            _climb_seeds(table, ptr, n_cells, origin, width, q, order, sums.h, _KINDS[kernel.kind], float(stop),
-                         int(max_iter), q.dtype == np.float32, pos, intensity, passes)
+            while order.size:
+                _climb_seeds(table, ptr, n_cells, origin, width, order, sums.h, _KINDS[kernel.kind], float(stop),
+                             int(max_iter), q.dtype == np.float32, budget, pos, intensity, passes, done)
+                order = order[done[order] == 0]
+                if progress is not None:
+                    progress(it, int(order.size))
+                it += 1
     alive = intensity > 0
     n_iter = int(passes.max()) - 1 if n_seed else 0
     dtype = points.dtype
