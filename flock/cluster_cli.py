@@ -43,13 +43,50 @@ def _number(cell: str) -> float | None:
         return None
 
 
-def read_csv_points(path: Path) -> tuple[np.ndarray, bool]:
-    """[N, D] float64 points of a comma-separated file, and whether it had a header row.
+def read_csv_points(path: Path, dtype=np.float32) -> tuple[np.ndarray, list[str] | None]:
+    """[N, D] points of a comma-separated file, and its header's names (None: no header row).
 
     The first row is a header when any of its cells is not a number. Blank
     lines are skipped; every other row must have the header's (or the first
-    row's) number of cells, all numbers and finite.
+    row's) number of cells, all numbers and finite. Parsed by pandas' C reader
+    (2,000,000 rows: 0.52-0.65 s, pyarrow's 0.59-0.74 s, this box at load 5);
+    a file it rejects, or with non-finite values, is read again by the checks
+    below, which name the line and column.
     """
+    fast = _read_csv_fast(path, dtype)
+    if fast is not None:
+        return fast
+    values, names = _read_csv_checked(path)
+    return values.astype(dtype, copy=False), names
+
+
+def _read_csv_fast(path: Path, dtype):
+    """(points, names) by pandas, or None when the file needs the line-by-line checks."""
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        return None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            first = next((row for row in csv.reader(fh) if any(cell.strip() for cell in row)), None)
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    if first is None:
+        return None
+    header = any(_number(cell) is None for cell in first)
+    try:
+        frame = pd.read_csv(path, header=0 if header else None, dtype=dtype, engine="c",
+                            skip_blank_lines=True, encoding="utf-8-sig", float_precision="high")
+    except Exception:  # noqa: BLE001  (pandas raises many kinds; the checked reader names the problem)
+        return None
+    values = frame.to_numpy(dtype=dtype)
+    if values.shape[0] == 0 or values.shape[1] != len(first) or not np.isfinite(values).all():
+        return None
+    return np.ascontiguousarray(values), ([c.strip() for c in first] if header else None)
+
+
+def _read_csv_checked(path: Path) -> tuple[np.ndarray, list[str] | None]:
+    """``read_csv_points`` by Python's csv module, cell by cell, in float64 (precise messages)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = [(i, row) for i, row in enumerate(csv.reader(fh), start=1)
@@ -65,6 +102,7 @@ def read_csv_points(path: Path) -> tuple[np.ndarray, bool]:
     if not data_rows:
         raise DataError(f"{path}: only a header row, no rows of numbers")
     width = len(rows[0][1])
+    names = [cell.strip() for cell in rows[0][1]] if header else None
     values = np.empty((len(data_rows), width), dtype=np.float64)
     for r, (line, row) in enumerate(data_rows):
         if len(row) != width:
@@ -78,7 +116,7 @@ def read_csv_points(path: Path) -> tuple[np.ndarray, bool]:
                 raise DataError(f"{path}: line {line}, column {c + 1}: {cell.strip()!r} is not a finite "
                                 "number; drop or impute such rows first")
             values[r, c] = v
-    return values, header
+    return values, names
 
 
 def read_npy_points(path: Path) -> np.ndarray:
@@ -112,8 +150,9 @@ def read_npy_points(path: Path) -> np.ndarray:
     return arr
 
 
-def read_points(path: str | Path) -> tuple[np.ndarray, bool]:
-    """Points [N, D] of a .csv or .npy file, and whether the file had a header row."""
+def read_points(path: str | Path, dtype=np.float32) -> tuple[np.ndarray, list[str] | None]:
+    """Points [N, D] of a .csv (as ``dtype``) or .npy file (its own float dtype), and the header's
+    column names (None: no header row)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".npy"):
@@ -125,8 +164,8 @@ def read_points(path: str | Path) -> tuple[np.ndarray, bool]:
         raise DataError(f"{path}: {problem}")
     try:
         if suffix == ".npy":
-            return read_npy_points(path), False
-        return read_csv_points(path)
+            return read_npy_points(path), None
+        return read_csv_points(path, dtype)
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
@@ -162,8 +201,10 @@ def write_labels(path: Path, labels: np.ndarray, header: bool) -> None:
         fh.write("".join(f"{int(v)}\n" for v in labels))
 
 
-def plot_clusters(path: Path, X: np.ndarray, labels: np.ndarray, centres: np.ndarray, title: str) -> None:
-    """Scatter of X's first two columns coloured by label, centres as black crosses (matplotlib Agg)."""
+def plot_clusters(path: Path, X: np.ndarray, labels: np.ndarray, centres: np.ndarray, title: str,
+                  names: list[str] | None = None) -> None:
+    """Scatter of X's first two columns coloured by label, centres as black crosses (matplotlib Agg);
+    axes named by ``names`` (the CSV header) or "column 1", "column 2"."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -182,11 +223,36 @@ def plot_clusters(path: Path, X: np.ndarray, labels: np.ndarray, centres: np.nda
                vmax=n_colours - 1)
     ax.scatter(*xy(centres), s=120, marker="x", c="black", linewidths=2.5, label="centres")
     ax.set_title(title)
-    ax.set_xlabel("column 1")
-    ax.set_ylabel("column 2" if X.shape[1] > 1 else "")
+    names = names or [f"column {i + 1}" for i in range(X.shape[1])]
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1] if X.shape[1] > 1 else "")
     ax.legend(loc="best", fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
+
+
+class _ProgressBar:
+    """``f(iteration, seeds_moving)`` for ``MeanShift.fit``: one tqdm bar of iterations, the
+    seeds still moving as its postfix (stderr; silent where tqdm is missing)."""
+
+    def __init__(self, max_iter: int):
+        self.max_iter = max_iter
+        self.bar = None
+
+    def __call__(self, iteration: int, moving: int) -> None:
+        if self.bar is None:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                return
+            self.bar = tqdm(total=self.max_iter + 1, desc="mean shift", unit="it", file=sys.stderr,
+                            leave=False)
+        self.bar.update(1)
+        self.bar.set_postfix_str(f"{moving} seeds moving", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def add_cluster_parser(subparsers) -> argparse.ArgumentParser:
@@ -212,6 +278,9 @@ def add_cluster_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-iter", type=int, default=300, help="iterations per seed (default 300)")
     p.add_argument("--no-cluster-all", action="store_true",
                    help="label points farther than the bandwidth from every centre -1")
+    p.add_argument("--float64", action="store_true",
+                   help="compute in float64 (default: a CSV is read as float32; a .npy keeps its dtype)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--out", default=None, metavar="labels.csv",
                    help="write one label per input row (after a 'label' header if the input had one)")
     p.add_argument("--plot", default=None, metavar="clusters.png",
@@ -234,20 +303,30 @@ def run_cluster(args) -> int:
     try:
         _check_flags(args)
         bandwidth = _bandwidth(str(args.bandwidth))
-        X, header = read_points(args.data)
+        X, names = read_points(args.data, np.float64 if args.float64 else np.float32)
+        if args.float64:
+            X = X.astype(np.float64, copy=False)
     except (DataError, ScenarioError) as exc:
         return fail(str(exc))
+    header = names is not None
+    if header:
+        print(f"{args.data}: first row read as a header (it has a cell that is not a number): "
+              + ", ".join(names))
     from .meanshift import MeanShift  # torch: imported when a command runs, not for --help
 
     model = MeanShift(bandwidth=bandwidth, kernel=args.kernel, mode=args.mode, backend=args.backend,
                       device=args.device, bin_seeding=args.bin_seeding, min_bin_freq=args.min_bin_freq,
                       max_iter=args.max_iter,
                       cluster_all=not args.no_cluster_all)
+    bar = None if args.no_progress else _ProgressBar(args.max_iter)
     start = time.perf_counter()
     try:
-        model.fit(X)
+        model.fit(X, progress=bar)
     except ValueError as exc:
         return fail(f"{args.data}: {exc}")
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - start
     labels = np.asarray(model.labels_)
     n_clusters = len(model.cluster_centers_)
@@ -268,7 +347,7 @@ def run_cluster(args) -> int:
         if args.plot:
             title = f"{Path(args.data).name}: {n_clusters} clusters (mean shift, {args.kernel}, " \
                     f"bandwidth {model.bandwidth_:.3g})"
-            plot_clusters(Path(args.plot), X, labels, np.asarray(model.cluster_centers_), title)
+            plot_clusters(Path(args.plot), X, labels, np.asarray(model.cluster_centers_), title, names)
             print(f"wrote {args.plot}")
     except Exception as exc:  # noqa: BLE001  (matplotlib and the OS raise many kinds; the labels are reported)
         return fail(f"cannot write output: {type(exc).__name__}: {str(exc)[:300]}")

@@ -3,4 +3,4 @@ so that ``flocksim --help`` can list them without importing the engine."""
 
 KERNELS = ("flat", "gaussian", "triangular")
 MODES = ("standard", "blurring")
-BACKENDS = ("auto", "dense", "grid", "fused")
+BACKENDS = ("auto", "dense", "grid", "fused", "cells")

@@ -171,3 +171,28 @@ def test_read_points_one_column_and_header_detection(tmp_path):
     np.save(tmp_path / "v.npy", np.arange(4))
     X, header = read_points(tmp_path / "v.npy")
     assert X.shape == (4, 1) and X.dtype == np.float64 and not header
+
+
+def test_header_names_axes_float32_and_progress(tmp_path, capsys, monkeypatch):
+    import flock.cluster_cli as cc
+
+    X, truth = blobs(4)
+    data = tmp_path / "named.csv"
+    data.write_text("width,height\n" + "".join(f"{a},{b}\n" for a, b in X))
+    values, names = read_points(data)
+    assert names == ["width", "height"] and values.dtype == np.float32
+    np.testing.assert_allclose(values, X.astype(np.float32))
+    seen = {}
+    monkeypatch.setattr(cc, "plot_clusters", lambda path, X, labels, centres, title, names=None:
+                        seen.update(names=names, dtype=X.dtype))
+    calls = []
+    real = cc._ProgressBar.__call__
+    monkeypatch.setattr(cc._ProgressBar, "__call__", lambda self, it, moving: (calls.append(moving),
+                                                                                real(self, it, moving)))
+    assert cluster([data, "--bandwidth", "2", "--plot", tmp_path / "p.png"]) == 0
+    out = capsys.readouterr()
+    assert "first row read as a header" in out.out and "width, height" in out.out
+    assert seen == {"names": ["width", "height"], "dtype": np.float32}
+    assert calls and calls[-1] == 0 and calls == sorted(calls, reverse=True)   # seeds still moving, down to 0
+    assert cluster([data, "--bandwidth", "2", "--float64", "--no-progress"]) == 0
+    assert "3 clusters" in capsys.readouterr().out

@@ -100,9 +100,9 @@ def test_n_jobs_sets_torch_threads_only_during_fit(monkeypatch):
 
     real = ms._label_points
 
-    def spy(x, c):
+    def spy(x, c, *args):
         seen.append(torch.get_num_threads())
-        return real(x, c)
+        return real(x, c, *args)
 
     monkeypatch.setattr(ms, "_label_points", spy)
     before = torch.get_num_threads()
