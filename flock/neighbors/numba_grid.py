@@ -20,6 +20,12 @@ The design is the Triton kernel's (``triton_grid.py``), on CPU threads:
    support is dropped after its distance; otherwise every channel's weight is
    computed and accumulated into a [K, 2D+F+1] scratch row of the block. Nothing
    of size N x neighbors exists in memory: memory is O(N + M + cells).
+3. Large passes (``flock.neighbors.progress``): inside ``report_progress`` a pass of at
+   least ``min_pairs`` candidate pairs (counted per query from the cell pointers, after
+   a bound from the fullest cell) calls ``_cell_sums`` on consecutive ranges of the
+   cell-ordered queries (row slices, no copy) of about ``chunk_seconds`` each, with the
+   binning, sort and table made once. Each query's sum is the same loop over the same
+   candidates, so the result is bit-identical; Python runs (progress, Ctrl-C) in between.
 
 Numerics follow ``reduce_dense`` operation by operation, in the input dtype (the
 channel parameters and constants are passed as arrays of that dtype, so a float32
@@ -62,6 +68,9 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 # queries per parallel work item: enough to share candidates in cache, and many
 # items per thread so that uneven cells balance out
 DEFAULT_BLOCK = 128
+# a chunk of a large pass (``flock.neighbors.progress``) is cut into at least this many
+# blocks per thread
+_BLOCKS_PER_THREAD = 16
 
 _KIND = {name: i for i, name in enumerate(KERNEL_KINDS)}
 # _cell_sums switches on these ids (a new kind needs its formula there, and its test fails until then)
@@ -524,8 +533,11 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         threads = numba.get_num_threads()
 
         def run_chunk(q0: int, q1: int) -> None:
-            # several blocks per thread even in a small chunk of very costly queries
-            run(q0, q1, max(1, min(block, (q1 - q0) // (4 * threads))))
+            # many blocks per thread even in a small chunk of very costly queries, handed out
+            # one at a time: with the default static split, every chunk would wait at its end
+            # for the thread the OS paused longest (on a busy CPU, 10-20% of the pass)
+            with numba.parallel_chunksize(1):
+                run(q0, q1, max(1, min(block, (q1 - q0) // (_BLOCKS_PER_THREAD * threads))))
 
         run_in_chunks(cumulative, run_chunk, setting)
     return torch.from_numpy(out)
