@@ -178,7 +178,7 @@ def cmd_run(args) -> int:
         every = args.checkpoint_every or max(1, (sim.step_count + steps) // 10)
         checkpoints = CheckpointEvery(every, args.checkpoint, keep=args.checkpoint_keep)
         hooks.append(checkpoints)
-    frames = None
+    frames, pass_bar = None, None
     written: list[str] = []
     interrupted, step_error = False, None
     first_step = sim.step_count
@@ -189,7 +189,14 @@ def cmd_run(args) -> int:
             frames.capture(sim)
         from tqdm import tqdm
 
-        with tqdm(total=steps, unit="step", disable=args.quiet, file=sys.stderr, leave=False) as bar:
+        from .neighbors.progress import report_progress
+        from .run_progress import StepProgressBar
+
+        # a neighbor pass of a clumped flock goes in chunks: a bar within the step, and a
+        # Ctrl-C between two chunks instead of after the whole step (flock.neighbors.progress)
+        pass_bar = StepProgressBar(sim, disable=args.quiet)
+        with tqdm(total=steps, unit="step", disable=args.quiet, file=sys.stderr, leave=False) as bar, \
+                report_progress(pass_bar):
             done = 0
             # frames are drawn every --every steps, so the run goes in chunks of that size
             chunk = args.every if frames is not None else max(1, steps // 200)
@@ -208,6 +215,8 @@ def cmd_run(args) -> int:
         step_error = exc
     finally:
         seconds = time.perf_counter() - start
+        if pass_bar is not None:
+            pass_bar.close()
         # every output is written as far as it can be, each failure reported on its own line;
         # finish_outputs never raises, so nothing is re-raised from this finally
         failed = finish_outputs([

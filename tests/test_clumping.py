@@ -103,3 +103,100 @@ def test_flocksim_run_of_the_torus_does_not_warn(tmp_path, capsys):
     rc = cli.main(["run", TORUS, "--steps", "1", "--headless", "--quiet", "--set", "agents.count=300",
                    "--out", str(tmp_path / "o")])
     assert rc == 0 and "share one neighborhood" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- progress within a step, Ctrl-C (class 9)
+
+def _spot_args(tmp_path, n, steps=3):
+    return ["run", TORUS, "--headless", "--steps", str(steps), "--set", f"agents.count={n}",
+            "--set", "agents.position.low=[50,50]", "--set", "agents.position.high=[51,51]",
+            "--out", str(tmp_path / "o")]
+
+
+def _agree(out, steps_done):
+    """metrics.csv's last row, final_state.npz and the summary's count are the same step."""
+    np = pytest.importorskip("numpy")
+    import csv
+    with open(out / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert int(rows[-1]["step"]) == steps_done
+    assert int(np.load(out / "final_state.npz")["step"]) == steps_done
+
+
+def test_an_interrupt_inside_a_large_step_keeps_the_last_whole_step(tmp_path, capsys, monkeypatch):
+    """A Ctrl-C between two chunks of step 2's neighbor pass: the run ends at step 1, consistent."""
+    pytest.importorskip("numba")
+    from flock.neighbors import progress
+    from flock.run_progress import StepProgressBar
+
+    import functools
+
+    # the run's passes (600^2 = 3.6e5 pairs) chunked as a huge one would be
+    monkeypatch.setattr(progress, "report_progress",
+                        functools.partial(progress.report_progress, min_pairs=1e5, chunk_seconds=0.001))
+    seen = []
+
+    def interrupt_in_step_two(self, done, total):
+        seen.append((self.sim.step_count + 1, done, total))
+        if self.sim.step_count == 1 and 0 < done < total:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StepProgressBar, "__call__", interrupt_in_step_two)
+    rc = cli.main(_spot_args(tmp_path, 600) + ["--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 130 and "Traceback" not in captured.err
+    assert "interrupted after 1 steps" in captured.out
+    _agree(tmp_path / "o", 1)
+    assert [d for s, d, _ in seen if s == 1][-1] == 600 * 600          # step 1 was whole
+    assert {s for s, _, _ in seen} == {1, 2}
+
+
+@pytest.mark.slow
+def test_sigint_during_a_huge_step_stops_the_run_promptly(tmp_path):
+    """flocksim run with 12,000 agents at one point (1.4e8 pairs, seconds a step on 2 cores):
+    SIGINT while step 1's progress bar is up; the run says it was interrupted within 2 s."""
+    pytest.importorskip("numba")
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    err_path = tmp_path / "err.txt"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    lines = []
+    with open(err_path, "w") as err:
+        # a child of a shell that ignores SIGINT (a background job) would ignore it too
+        proc = subprocess.Popen([sys.executable, "-m", "flock", *_spot_args(tmp_path, 12_000)], stdout=subprocess.PIPE,
+                                stderr=err, text=True, env=env,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), ln) for ln in proc.stdout))
+        reader.start()
+        try:
+            deadline = time.monotonic() + 240
+            # step 1's bar past 0%: its first chunk is done, the compiled loop is running
+            begun = re.compile(r"step 1: \S+ neighbor pairs +[1-9]\d*%")
+            while not begun.search(err_path.read_text()) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proc.poll() is None, err_path.read_text()
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            rc = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join()
+            proc.stdout.close()
+    stderr = err_path.read_text()
+    out = "".join(ln for _, ln in lines)
+    assert rc == 130, stderr
+    assert "Traceback" not in stderr + out
+    said = [t for t, ln in lines if "interrupted after" in ln]
+    # the summary comes within 2 s of the signal (the interpreter's own exit, torch's
+    # teardown, comes after it and is not the run's to shorten)
+    assert said and said[0] - sent < 2.0, (said, sent, out)
+    steps_done = int(out.split("interrupted after ")[1].split()[0])
+    assert steps_done < 3
+    _agree(tmp_path / "o", steps_done)

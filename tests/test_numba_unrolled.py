@@ -98,3 +98,19 @@ def test_the_generated_source_names_its_shape_and_constants():
     compile(text, "generated", "exec")
     assert supports(3, 8, 0) and not supports(4, 1, 0) and not supports(2, 9, 0)
     assert _cache_dir().is_dir()
+
+
+def test_a_large_pass_in_chunks_runs_the_unrolled_loop_bit_for_bit():
+    from flock.neighbors.progress import report_progress
+
+    gen = torch.Generator().manual_seed(5)
+    pos = _points(3000, 2, 12.0, torch.float32, gen, 1.0)
+    pos[:1000] = 6.0                                     # a clump: many candidates per query
+    vel = torch.randn(3000, 2, generator=gen)
+    period = torch.tensor([12.0, 12.0])
+    whole = numba_grid.reduce_numba(pos, vel, BOIDS, period=period, unrolled=True)
+    seen = []
+    with report_progress(lambda done, total: seen.append((done, total)), min_pairs=0, chunk_pairs=200_000):
+        chunked = numba_grid.reduce_numba(pos, vel, BOIDS, period=period, unrolled=True)
+    assert len(seen) > 3 and seen[-1][0] == seen[-1][1]
+    assert torch.equal(whole, chunked)

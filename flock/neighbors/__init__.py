@@ -8,6 +8,9 @@ for K kernel channels with the chosen backend; see ``dense.py`` for the layout.
     numba   the fused cell-list loop compiled for the CPU with numba (finite support; CPU default)
     fused   scaled_dot_product_attention (untruncated Gaussian over positions only)
     triton  fused cell-list kernel in Triton (finite support; CUDA, or the interpreter in tests)
+
+``progress.report_progress(callback)`` cuts large passes on the CPU backends into chunks:
+progress within a step, and a Ctrl-C between chunks (``flocksim run`` turns it on).
 """
 
 from __future__ import annotations

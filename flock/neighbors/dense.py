@@ -17,6 +17,7 @@ import torch
 
 from ..kernels import Kernel, has_fov, pair_weights
 from ..world import minimum_image
+from .progress import active_progress
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 
@@ -79,6 +80,14 @@ def reduce_dense(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
     values = vel if features is None else torch.cat([vel, features.to(vel.dtype)], dim=1)
     exclude = [k for k, kern in enumerate(kernels) if kern.exclude_self]
     rows = chunk_rows or dense_chunk_rows(n_agents, dim, n_k, pos.element_size(), memory_budget)
+    # a large pass on the CPU reports its progress after every chunk (``flock.neighbors.progress``;
+    # the chunks are memory-bounded, so a Ctrl-C between them is prompt either way). On CUDA the
+    # loop only queues work: a count of queued chunks would be no progress.
+    setting = active_progress() if pos.device.type == "cpu" else None
+    if setting is not None and n_query * n_agents < setting.min_pairs:
+        setting = None
+    if setting is not None:
+        setting.report(0, n_query * n_agents)
     for start in range(0, n_query, rows):
         stop = min(start + rows, n_query)
         q = query_pos[start:stop]                                   # [m, D]
@@ -101,4 +110,6 @@ def reduce_dense(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         out[:, start:stop, :dim] = spos
         out[:, start:stop, dim:width - 1] = w @ values
         out[:, start:stop, width - 1] = wsum
+        if setting is not None:
+            setting.report(stop * n_agents, n_query * n_agents)
     return out

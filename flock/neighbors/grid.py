@@ -52,6 +52,7 @@ from ..kernels import Kernel, has_fov, pair_weights
 from .cells import cell_list_support, fit_cells, rounding_margin, strides as cell_strides
 from ..world import minimum_image
 from .dense import DEFAULT_MEMORY_BUDGET
+from .progress import PassProgress, active_progress
 
 # Chunks are kept this small even under a large budget: past it the temporaries
 # fall out of cache and nothing gets faster.
@@ -405,6 +406,13 @@ def query_grid(grid: NeighborGrid, pos: torch.Tensor, vel: torch.Tensor, kernels
     if chunk_rows is not None:
         block_rows = min(block_rows, max(chunk_rows, 1))
     row_cap = max(1, chunk_rows) if chunk_rows is not None else max_pairs
+    # a large pass on the CPU reports its progress (``flock.neighbors.progress``); the chunks
+    # below are already small (at most max_pairs pairs), so a Ctrl-C is prompt either way
+    setting = active_progress() if device.type == "cpu" else None
+    done = 0
+    pass_pairs = None if setting is None else _large_pass_pairs(grid, query_pos, qorder, block_rows, setting)
+    if pass_pairs is not None:
+        setting.report(0, pass_pairs)
 
     for b0 in range(0, n_query, block_rows):
         rows = qorder[b0:b0 + block_rows]                              # original query ids
@@ -432,6 +440,9 @@ def query_grid(grid: NeighborGrid, pos: torch.Tensor, vel: torch.Tensor, kernels
                                                None if own is None else own[sl], kernels,
                                                exclude, period, p0, min(c, p0 + max_pairs),
                                                None if qv is None else qv[sl])
+                    if pass_pairs is not None:
+                        done += min(c, p0 + max_pairs) - p0
+                        setting.report(done, pass_pairs)
                 r += 1
                 continue
             window = total_np[r:r + min(row_cap, max_pairs)]
@@ -443,8 +454,26 @@ def query_grid(grid: NeighborGrid, pos: torch.Tensor, vel: torch.Tensor, kernels
                                       period, 0, int(total_np[r + k - 1]),
                                       None if qv is None else qv[sl])
             r += k
+            if pass_pairs is not None:
+                done += int(total_np[sl].sum())
+                setting.report(done, pass_pairs)
         out[rows] = block
     return out.permute(1, 0, 2).contiguous()
+
+
+def _large_pass_pairs(grid: NeighborGrid, query_pos: torch.Tensor, qorder: torch.Tensor, block_rows: int,
+                      setting: PassProgress) -> int | None:
+    """Candidate pairs of the pass when at least ``setting.min_pairs`` (progress is reported), else None."""
+    n_query = query_pos.shape[0]
+    # a bound first, from the fullest cell, so ordinary passes skip the exact count
+    fullest = int((grid.cell_end - grid.cell_start).max()) if grid.cell_end.numel() else 0
+    if n_query * min(grid.n_agents, 3 ** grid.dim * fullest) < setting.min_pairs:
+        return None
+    total = 0
+    for b0 in range(0, n_query, block_rows):
+        q = query_pos[qorder[b0:b0 + block_rows]]
+        total += int(_segments(grid, grid.cell_coords(q))[1].sum())
+    return total if total >= max(1.0, setting.min_pairs) else None
 
 
 def _reduce_chunk(table, q, incl, shift, own, kernels, exclude, period, p0, p1, qv=None):

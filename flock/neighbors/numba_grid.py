@@ -23,6 +23,12 @@ The design is the Triton kernel's (``triton_grid.py``), on CPU threads:
    ``UNROLLED_MIN_QUERIES`` queries the same loop runs written out for the call's shape
    (``numba_unrolled``: the same sums bit for bit, accumulators in registers), on Python
    threads over ranges of blocks.
+3. Large passes (``flock.neighbors.progress``): inside ``report_progress`` a pass of at
+   least ``min_pairs`` candidate pairs (counted per query from the cell pointers, after
+   a bound from the fullest cell) runs the loop on consecutive ranges of the
+   cell-ordered queries (row slices, no copy) of about ``chunk_seconds`` each, with the
+   binning, sort and table made once. Each query's sum is the same loop over the same
+   candidates, so the result is bit-identical; Python runs (progress, Ctrl-C) in between.
 
 Numerics follow ``reduce_dense`` operation by operation, in the input dtype (the
 channel parameters and constants are passed as arrays of that dtype, so a float32
@@ -56,6 +62,7 @@ from .cells import cell_list_support
 from .grid import cell_layout
 from .numba_unrolled import channel_key, run_blocks, unrolled_cell_sums
 from .numba_unrolled import supports as unrolled_supports
+from .progress import PassProgress, active_progress, run_in_chunks
 
 try:  # the module imports without numba; using it then raises a clear error
     import numba
@@ -70,6 +77,9 @@ DEFAULT_BLOCK = 128
 # about twice as fast per pair, one more compile per shape); smaller calls, where a step is
 # mostly fixed costs, share the one generic loop
 UNROLLED_MIN_QUERIES = 4096
+# a chunk of a large pass (``flock.neighbors.progress``) is cut into at least this many
+# blocks per thread
+_BLOCKS_PER_THREAD = 16
 
 _KIND = {name: i for i, name in enumerate(KERNEL_KINDS)}
 # _cell_sums switches on these ids (a new kind needs its formula there, and its test fails until then)
@@ -325,6 +335,21 @@ if numba is not None:
                         out[k, row, c] = acc[k, c]
 
     @njit(cache=True, parallel=True)
+    def _candidate_counts(qcell, cell_ptr, n_cells, periodic):  # pragma: no cover - compiled
+        """[M] int64 candidates of each query: the agents of the 3^D cells around ``qcell[s]``."""
+        n_query = qcell.shape[0]
+        n0, n1, n2 = n_cells[0], n_cells[1], n_cells[2]
+        counts = np.empty(n_query, np.int64)
+        for s in prange(n_query):
+            strips = np.empty((18, 2), np.int64)
+            n_strips = _strips(qcell[s], n0, n1, n2, periodic, cell_ptr, strips)
+            c = 0
+            for t in range(n_strips):
+                c += strips[t, 1] - strips[t, 0]
+            counts[s] = c
+        return counts
+
+    @njit(cache=True, parallel=True)
     def _nearest_cells(table, ids, cell_ptr, qpos, qcell, qself, qout, n_cells, period, periodic, radius,
                        out_idx, out_dist, block):  # pragma: no cover - compiled
         """Nearest agent closer than ``radius`` of every query, into ``out_idx`` / ``out_dist``.
@@ -510,16 +535,52 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         kernels, pos_np.dtype, support)
     out = np.zeros((len(kernels), n_query, width), dtype=pos_np.dtype)
     block = DEFAULT_BLOCK if chunk_rows is None else max(1, int(chunk_rows))
-    args = (table, ptr, qpos, np.ascontiguousarray(qwrap), qvel, qcell, qown, np.ascontiguousarray(qorder), n3,
-            per, periodic, fast_wrap, kind, excl, openc, fovs, rad, bw, amp, floor_d, cosf, consts, out, block)
+    qwrap, qout = np.ascontiguousarray(qwrap), np.ascontiguousarray(qorder)
+    channels = (kind, excl, openc, fovs, rad, bw, amp, floor_d, cosf, consts)
     if unrolled is None:
         unrolled = n_query >= UNROLLED_MIN_QUERIES
-    if unrolled and unrolled_supports(dim, len(kernels), n_feat):
-        loop = unrolled_cell_sums(dim, channel_key(kind, excl, openc, fovs), n_feat, _UNROLLED_HELPERS)
-        run_blocks(loop, -(-n_query // block), args)
+    loop = (unrolled_cell_sums(dim, channel_key(kind, excl, openc, fovs), n_feat, _UNROLLED_HELPERS)
+            if unrolled and unrolled_supports(dim, len(kernels), n_feat) else None)
+
+    def run(q0: int, q1: int, rows: int) -> None:
+        # a query range is a set of row slices (views, no copy): each query's sum is the
+        # same code over the same candidates whatever the range, so chunks are bit-identical
+        args = (table, ptr, qpos[q0:q1], qwrap[q0:q1], qvel[q0:q1] if fov else qvel, qcell[q0:q1],
+                qown[q0:q1], qout[q0:q1], n3, per, periodic, fast_wrap, *channels, out, rows)
+        if loop is None:
+            _cell_sums(*args)
+        else:
+            run_blocks(loop, -(-(q1 - q0) // rows), args)
+
+    setting = active_progress()
+    cumulative = None if setting is None else _large_pass(setting, qcell, ptr, n3, periodic, n_agents, dim)
+    if cumulative is None:
+        run(0, n_query, block)
     else:
-        _cell_sums(*args)
+        threads = numba.get_num_threads()
+
+        def run_chunk(q0: int, q1: int) -> None:
+            # many blocks per thread even in a small chunk of very costly queries, handed out
+            # one at a time: with the default static split, every chunk would wait at its end
+            # for the thread the OS paused longest (on a busy CPU, 10-20% of the pass)
+            with numba.parallel_chunksize(1):
+                run(q0, q1, max(1, min(block, (q1 - q0) // (_BLOCKS_PER_THREAD * threads))))
+
+        run_in_chunks(cumulative, run_chunk, setting)
     return torch.from_numpy(out)
+
+
+def _large_pass(setting: PassProgress, qcell: np.ndarray, ptr: np.ndarray, n3: np.ndarray, periodic: bool,
+                n_agents: int, dim: int) -> np.ndarray | None:
+    """[M] int64 cumulative candidates of the cell-ordered queries when the pass has at least
+    ``setting.min_pairs`` of them (to be chunked), else None."""
+    n_query = qcell.shape[0]
+    # a bound first, from the fullest cell (O(cells)), so ordinary passes skip the exact count
+    fullest = int(np.diff(ptr).max()) if ptr.shape[0] > 1 else 0
+    if n_query * min(n_agents, 3 ** dim * fullest) < setting.min_pairs:
+        return None
+    cumulative = np.cumsum(_candidate_counts(qcell, ptr, n3, periodic))
+    return cumulative if cumulative[-1] >= max(1.0, setting.min_pairs) else None
 
 
 def nearest_cells(pos: torch.Tensor, *, radius: float, period: torch.Tensor | None = None,
