@@ -485,8 +485,7 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         return reduce_grid(pos, vel, kernels, period=period, query_pos=query_pos, query_index=query_index,
                            features=features, bounds=bounds, query_vel=query_vel)
     dtype = pos.dtype
-    if self_query and query_index is None:
-        query_index = torch.arange(n_agents)
+    default_index = self_query and query_index is None
     points = pos if self_query else torch.cat([pos, query_pos.to(dtype)])
     lo, sizes, n_cells = cell_layout(points, support, period=period, bounds=bounds, caller="reduce_numba")
     n_total = math.prod(n_cells)
@@ -499,7 +498,8 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
     cell = _bin_points(pos_np, origin, size, ncell, periodic)
     order, ptr = _counting_sort(cell, n_total)
     parts = [pos_np, _np(vel, dtype)] + ([] if features is None else [_np(features, dtype)])
-    table = np.ascontiguousarray(np.concatenate(parts, axis=1)[order])     # [N, 2D+F], cell order
+    # np.take, not table[order]: numpy's fancy indexing of short rows is ~20x slower
+    table = np.take(np.concatenate(parts, axis=1), order, axis=0)     # [N, 2D+F], cell order
 
     if self_query:
         qorder, qcell = order, cell[order]
@@ -510,12 +510,14 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
         qc = _bin_points(qp, origin, size, ncell, periodic)
         qorder, _ = _counting_sort(qc, n_total)
         qcell = qc[qorder]
-        qpos = np.ascontiguousarray(qp[qorder])
+        qpos = np.take(qp, qorder, axis=0)
         qv_src = query_vel
-    qvel = (np.ascontiguousarray(_np(qv_src, dtype)[qorder]) if fov
+    qvel = (np.take(_np(qv_src, dtype), qorder, axis=0) if fov
             else np.zeros((1, dim), dtype=pos_np.dtype))
     qown = np.full(n_query, -1, dtype=np.int64)
-    if query_index is not None and any(k.exclude_self for k in kernels):
+    if self_query and default_index and any(k.exclude_self for k in kernels):
+        qown = np.arange(n_query, dtype=np.int64)      # query s is the agent in sorted slot s
+    elif query_index is not None and any(k.exclude_self for k in kernels):
         inv = np.empty(n_agents, dtype=np.int64)
         inv[order] = np.arange(n_agents)
         qi = query_index.detach().cpu().numpy().astype(np.int64)[qorder]
@@ -643,8 +645,8 @@ def nearest_cells(pos: torch.Tensor, *, radius: float, period: torch.Tensor | No
     n3[:dim] = ncell
     out_idx = best_idx.numpy()
     out_d = best_d.numpy()
-    _nearest_cells(np.ascontiguousarray(cand[order]), np.ascontiguousarray(ids[order]), ptr,
-                   np.ascontiguousarray(qp[qorder]), np.ascontiguousarray(qc[qorder]),
+    _nearest_cells(np.take(cand, order, axis=0), np.ascontiguousarray(ids[order]), ptr,
+                   np.take(qp, qorder, axis=0), np.ascontiguousarray(qc[qorder]),
                    np.ascontiguousarray(qself[qorder]), qorder, n3, per, periodic,
                    np.array([radius], dtype=pos_np.dtype), out_idx, out_d,
                    DEFAULT_BLOCK if chunk_rows is None else max(1, int(chunk_rows)))
