@@ -8,17 +8,16 @@ Mean shift: the number of distinct modes and the relative shift of the last step
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from typing import Callable
 
 import torch
 
+from .names import NN_MAX_OFFSET_LOG2
 from .vectors import unit
 
 NN_PAIR_BUDGET = 40_000_000  # pair distances one dense nearest-neighbor estimate may compute
-# the cell-list nearest query searches this many mean agent spacings (V / N)^(1/D) first;
-# sampled agents with nobody that close are searched again by the dense scan
-NN_SEARCH_SPACINGS = 2.0
 
 
 def polarization_tensor(vel: torch.Tensor) -> torch.Tensor:
@@ -43,64 +42,55 @@ def mean_speed(vel: torch.Tensor) -> float:
     return float(mean_speed_tensor(vel))
 
 
+@functools.lru_cache(maxsize=64)
+def _sample_rows(n_agents: int, max_queries: int) -> torch.Tensor:
+    n_query = max(1, min(n_agents, max_queries, NN_PAIR_BUDGET // max(n_agents, 1)))
+    return torch.linspace(0, n_agents - 1, n_query).round().long().unique()
+
+
 def nn_sample_index(n_agents: int, max_queries: int, device) -> torch.Tensor:
     """[Q] int64 evenly spaced agents whose nearest-neighbor distances estimate the mean.
 
     At most ``max_queries``, and few enough that a dense scan of them computes at most
     ``NN_PAIR_BUDGET`` pair distances (made on the host: no device sync; float32
-    ``linspace`` as the estimate always chose them).
+    ``linspace`` as the estimate always chose them; made once per size, so callers must
+    not write into it).
     """
-    n_query = max(1, min(n_agents, max_queries, NN_PAIR_BUDGET // max(n_agents, 1)))
-    return torch.linspace(0, n_agents - 1, n_query).round().long().unique().to(device)
-
-
-def _search_radius(pos: torch.Tensor, period: torch.Tensor | None) -> float:
-    """NN_SEARCH_SPACINGS mean agent spacings of ``pos`` ([N, D]) in its box (or bounding box)."""
-    n, dim = pos.shape
-    if period is not None:
-        extent = [float(v) for v in torch.as_tensor(period).reshape(dim).tolist()]
-    else:
-        extent = (pos.max(0).values - pos.min(0).values).tolist()
-    volume = math.prod(max(e, 1e-12) for e in extent)
-    return NN_SEARCH_SPACINGS * (volume / n) ** (1.0 / dim)
+    return _sample_rows(int(n_agents), int(max_queries)).to(device)
 
 
 def mean_nn_distance_tensor(pos: torch.Tensor, period: torch.Tensor | None = None,
                             max_queries: int = 2000) -> torch.Tensor:
     """Mean distance from a sampled agent to its nearest other agent, a 0-d tensor (NaN for N < 2).
 
-    The sample is ``nn_sample_index`` (every agent up to ``max_queries``). On the CPU
-    the nearest agent comes from the cell-list query (``flock.neighbors.nearest.nearest``,
-    cells a few agent spacings wide); the sampled agents with no one that close, and
-    every agent on other devices, go through the dense scan. Both find the same agent,
-    so the value is the dense estimate's (to float rounding).
+    The sample is ``nn_sample_index`` (every agent up to ``max_queries``). On the CPU the
+    distances come from one compiled ring search on a cell list
+    (``flock.neighbors.nearest_rings``: exact, however far the nearest agent is); on other
+    devices, or without numba, from the dense scan. Both compute each distance the same
+    way (the dense estimate's value, to float rounding of the norm).
 
     Args:
         pos: [N, D] positions, world units. period: [D] or None.
     """
-    from .neighbors.nearest import nearest, nearest_neighbor
-
     n = pos.shape[0]
     if n < 2:
         return torch.full((), math.nan, dtype=pos.dtype, device=pos.device)
-    pos, scale = _centred(pos, period)
     idx = nn_sample_index(n, max_queries, pos.device)
     if pos.device.type == "cpu":
-        radius = _search_radius(pos, period)
-        found, dist = nearest(pos, radius=radius, period=period, query_pos=pos[idx], query_index=idx)
-        missing = torch.nonzero(found < 0).flatten()
-        if missing.numel():
-            rows = idx[missing]
-            _, far = nearest_neighbor(pos, period=period, query_pos=pos[rows], query_index=rows)
-            dist[missing] = far
-    else:
-        _, dist = nearest_neighbor(pos, period=period, query_pos=pos[idx], query_index=idx)
+        from .neighbors.nearest_rings import nearest_distances
+
+        found = nearest_distances(pos, idx, period)
+        if found is not None:
+            dist, scale = found
+            return dist.mean() / scale
+    from .neighbors.nearest import nearest_neighbor
+
+    pos, scale = _centred(pos, period)
+    _, dist = nearest_neighbor(pos, period=period, query_pos=pos[idx], query_index=idx)
     return dist.mean() / scale
 
 
-# an open world's offsets are scaled down to at most this (a power of two), so that their
-# squares stay far inside float32's range (3.4e38) in the norm
-_NN_MAX_OFFSET = 2.0 ** 60
+_NN_MAX_OFFSET = 2.0 ** NN_MAX_OFFSET_LOG2
 
 
 def _centred(pos: torch.Tensor, period: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
