@@ -201,7 +201,29 @@ def run_bench(args) -> list[dict]:
             rec.update(meta)
             records.append(rec)
             print(format_row(rec, records), flush=True)
+    for line in metrics_cost_lines(records):
+        print(line)
     return records
+
+
+def metrics_cost_lines(records: list[dict]) -> list[str]:
+    """What recording the metrics every step adds to a step, for every N / backend / threads
+    measured both with metrics on and off (``on / off - 1``; also stored as ``metrics_cost``
+    in the 'on' record)."""
+    lines = []
+    for on in records:
+        if on.get("metrics") != "on" or "ms_per_step" not in on:
+            continue
+        for off in records:
+            if (off.get("metrics") == "off" and "ms_per_step" in off and off["n_agents"] == on["n_agents"]
+                    and off.get("requested_backend") == on.get("requested_backend")
+                    and off.get("threads_requested") == on.get("threads_requested")):
+                on["metrics_cost"] = on["ms_per_step"] / off["ms_per_step"] - 1.0
+                lines.append(f"metrics cost: N = {on['n_agents']:,} {on.get('requested_backend')} threads "
+                             f"{on.get('threads_requested')}: {on['ms_per_step']:.3f} ms/step on, "
+                             f"{off['ms_per_step']:.3f} off: {100 * on['metrics_cost']:+.0f}%")
+                break
+    return lines
 
 
 def _dense_ms(rec: dict, records: list[dict]) -> float | None:

@@ -12,6 +12,7 @@ import functools
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .names import NN_MAX_OFFSET_LOG2
@@ -139,8 +140,13 @@ def boids_metrics(pos: torch.Tensor, vel: torch.Tensor, period: torch.Tensor | N
         pos, vel: [N, D] positions and velocities. period: [D] or None.
         nn_sample: agents whose nearest-neighbor distances estimate the mean.
     """
-    return {"polarization": polarization_tensor(vel), "mean_speed": mean_speed_tensor(vel),
-            "mean_nn_distance": mean_nn_distance_tensor(pos, period, nn_sample)}
+    if vel.shape[0] == 0:
+        polar = speed = vel.new_zeros(())
+    else:       # polarization_tensor and mean_speed_tensor, sharing the speeds (the same values)
+        norm = torch.linalg.vector_norm(vel, dim=1, keepdim=True)
+        speed = norm.mean()
+        polar = torch.linalg.vector_norm(torch.where(norm > 0, vel / norm, 0.0).mean(0))
+    return {"polarization": polar, "mean_speed": speed, "mean_nn_distance": mean_nn_distance_tensor(pos, period, nn_sample)}
 
 
 def find_modes(pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,27 +164,50 @@ def find_modes(pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Te
     if n == 0:
         return pos.new_zeros(0, dim), torch.zeros(0, dtype=torch.int64, device=pos.device)
     uniq, inverse, counts = _unique_cells(_mode_cell_keys(pos, radius), return_inverse=True, return_counts=True)
-    sums = torch.zeros(len(uniq), dim, device=pos.device, dtype=pos.dtype).index_add_(0, inverse, pos)
-    reps = sums / counts[:, None].to(pos.dtype)
-    order = torch.argsort(counts, descending=True, stable=True)
-    reps, counts = reps[order], counts[order]
-    cell_mode = torch.full((len(reps),), -1, dtype=torch.int64, device=pos.device)
-    centers = []
-    for c in range(len(reps)):
-        if cell_mode[c] >= 0:
-            continue
-        near = (torch.linalg.vector_norm(reps - reps[c], dim=1) <= radius) & (cell_mode < 0)
-        cell_mode[near] = len(centers)
-        centers.append(reps[c])
+    reps, order = _cell_representatives(pos, inverse, counts, len(uniq))
+    cell_mode_np, centers = _greedy_merge(reps, radius)
+    cell_mode = torch.from_numpy(cell_mode_np).to(pos.device)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order), device=pos.device)
     labels = cell_mode[rank[inverse]]
-    centers_t = torch.stack(centers)
+    centers_t = reps[torch.as_tensor(centers, device=pos.device)]
     sizes = torch.bincount(labels, minlength=len(centers))
     by_size = torch.argsort(sizes, descending=True, stable=True)
     relabel = torch.empty_like(by_size)
     relabel[by_size] = torch.arange(len(by_size), device=pos.device)
     return centers_t[by_size], relabel[labels]
+
+
+def _cell_representatives(pos: torch.Tensor, inverse: torch.Tensor, counts: torch.Tensor,
+                          n_cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean position of each occupied cell [M, D], most populated first; that order [M] int64)."""
+    sums = torch.zeros(n_cells, pos.shape[1], device=pos.device, dtype=pos.dtype).index_add_(0, inverse, pos)
+    reps = sums / counts[:, None].to(pos.dtype)
+    order = torch.argsort(counts, descending=True, stable=True)
+    return reps[order], order
+
+
+def _greedy_merge(reps: torch.Tensor, radius: float) -> tuple[np.ndarray, list[int]]:
+    """Greedy merge of cell representatives [M, D] (most populated first) within ``radius``.
+
+    Each cell not yet taken starts a mode and takes every free cell within ``radius``.
+    The distances are torch's (the same norm as ever); which cells are taken is kept on
+    the host, so the loop reads the device once per mode, not once per cell.
+
+    Returns:
+        (mode of every cell [M] int64, the cells that started a mode, in order).
+    """
+    free = np.ones(reps.shape[0], dtype=bool)
+    cell_mode = np.full(reps.shape[0], -1, dtype=np.int64)
+    centers: list[int] = []
+    for c in range(reps.shape[0]):
+        if not free[c]:
+            continue
+        near = (torch.linalg.vector_norm(reps - reps[c], dim=1) <= radius).cpu().numpy() & free
+        cell_mode[near] = len(centers)
+        free &= ~near
+        centers.append(c)
+    return cell_mode, centers
 
 
 # cell coordinates above this are not exact in float64 (and near int64's 9.2e18)
@@ -219,10 +248,11 @@ def count_modes(pos: torch.Tensor, radius: float, max_cells: int = 4096) -> int:
     """Number of modes (``find_modes``); above ``max_cells`` occupied cells, the cell count (a cheap bound)."""
     if pos.shape[0] == 0:
         return 0
-    n_cells = _unique_cells(_mode_cell_keys(pos, radius)).shape[0]
-    if n_cells > max_cells:
-        return n_cells
-    return find_modes(pos, radius)[0].shape[0]
+    uniq, inverse, counts = _unique_cells(_mode_cell_keys(pos, radius), return_inverse=True, return_counts=True)
+    if len(uniq) > max_cells:
+        return len(uniq)
+    reps, _ = _cell_representatives(pos, inverse, counts, len(uniq))
+    return len(_greedy_merge(reps, radius)[1])
 
 
 class MetricsLog:
