@@ -23,7 +23,9 @@ minimum and scale them by a power of two (``metrics._centred``), so far from the
 or spread over 1e30 the squares do not overflow; the distances come back in those
 units with the scale to divide by.
 
-Compiled on first use per dtype and cached on disk (``cache=True``), like ``numba_grid``.
+Compiled on first use per dtype and cached on disk (``cache=True``), like ``numba_grid``;
+``warm_up()`` compiles or loads it ahead of a timed run (``flocksim bench`` adds it to its
+compile column when the metrics are on).
 """
 
 from __future__ import annotations
@@ -276,4 +278,15 @@ def nearest_distances(pos: torch.Tensor, query_index: torch.Tensor,
     return torch.from_numpy(out), scale
 
 
-__all__ = ["nearest_distances"]
+def warm_up(dtypes=(torch.float32, torch.float64)) -> float:
+    """Compile (or load from the disk cache) the kernel for ``dtypes``; returns the seconds it took."""
+    import time
+
+    t0 = time.perf_counter()
+    for dtype in dtypes:
+        pos = torch.rand(8, 2, dtype=dtype)
+        nearest_distances(pos, torch.arange(2))
+    return time.perf_counter() - t0
+
+
+__all__ = ["nearest_distances", "warm_up"]
