@@ -73,6 +73,17 @@ if njit is not None:
         shift = max(math.frexp(max(np.float64(top), 1.0))[1] - 1 - max_log2, 0)
         return True, low, math.ldexp(1.0, -shift)
 
+    @njit(cache=True, inline="always")
+    def _wrap(e, period, length):  # pragma: no cover - compiled
+        """The minimum image e - L rint(e / L), bit for bit, without the division where
+        rint(e / L) is plainly 0 or +-1 (``length``: L as a float64)."""
+        m = abs(e)
+        if m <= 0.4 * length:
+            return e
+        if 0.6 * length <= m <= 1.4 * length:
+            return e - period if e > 0 else e + period
+        return e - period * np.rint(e / period)
+
     @njit(cache=True)
     def _ring_nearest(pos, qidx, period, periodic, max_cells, max_log2, out):  # pragma: no cover - compiled
         """Smallest distance from agent ``qidx[s]`` to any other agent, into ``out[s]``.
@@ -210,12 +221,12 @@ if njit is not None:
                                 continue
                             e = table[r, 0] - q[0]
                             if periodic:
-                                e = e - period[0] * np.rint(e / period[0])
+                                e = _wrap(e, period[0], ext[0])
                             d2 = e * e
                             for a in range(1, dim):
                                 e = table[r, a] - q[a]
                                 if periodic:
-                                    e = e - period[a] * np.rint(e / period[a])
+                                    e = _wrap(e, period[a], ext[a])
                                 d2 += e * e
                             if d2 < best:
                                 best = d2
