@@ -99,6 +99,14 @@ def measure_one(config: dict) -> dict:
 
         compile_ms = warm_up(dims=(sc.world.dims,), dtypes=(sim.dtype,), kernels=sim.params.kernels,
                              n_features=0) * 1e3
+    if sim.device.type == "cpu" and config.get("metrics") == "on":
+        from .neighbors import numba_installed
+
+        if numba_installed():
+            # the metrics' nearest-neighbor kernel, compiled or loaded the same way
+            from .neighbors.nearest_rings import warm_up as warm_up_metrics
+
+            compile_ms = (compile_ms or 0.0) + warm_up_metrics(dtypes=(sim.dtype,)) * 1e3
     device = sim.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -201,7 +209,29 @@ def run_bench(args) -> list[dict]:
             rec.update(meta)
             records.append(rec)
             print(format_row(rec, records), flush=True)
+    for line in metrics_cost_lines(records):
+        print(line)
     return records
+
+
+def metrics_cost_lines(records: list[dict]) -> list[str]:
+    """What recording the metrics every step adds to a step, for every N / backend / threads
+    measured both with metrics on and off (``on / off - 1``; also stored as ``metrics_cost``
+    in the 'on' record)."""
+    lines = []
+    for on in records:
+        if on.get("metrics") != "on" or "ms_per_step" not in on:
+            continue
+        for off in records:
+            if (off.get("metrics") == "off" and "ms_per_step" in off and off["n_agents"] == on["n_agents"]
+                    and off.get("requested_backend") == on.get("requested_backend")
+                    and off.get("threads_requested") == on.get("threads_requested")):
+                on["metrics_cost"] = on["ms_per_step"] / off["ms_per_step"] - 1.0
+                lines.append(f"metrics cost: N = {on['n_agents']:,} {on.get('requested_backend')} threads "
+                             f"{on.get('threads_requested')}: {on['ms_per_step']:.3f} ms/step on, "
+                             f"{off['ms_per_step']:.3f} off: {100 * on['metrics_cost']:+.0f}%")
+                break
+    return lines
 
 
 def _dense_ms(rec: dict, records: list[dict]) -> float | None:

@@ -33,7 +33,7 @@ import torch
 
 from .kernels import Kernel
 from .names import GAUSSIAN_CUT_BANDWIDTHS
-from .rules import mesa_velocity, netlogo_velocity, reynolds_acceleration, seed_acceleration
+from .rules import mesa_velocity, netlogo_velocity, reynolds_acceleration, seed_acceleration, stacked_sums
 
 # ``Params`` (flock.params) and ``FlockState`` (flock.state) appear in annotations only, as
 # strings: params builds on this module, so importing it here would make a loop.
@@ -184,13 +184,17 @@ class BoidRule(Rule):
         return self.channels(params.scenario.rules)
 
     @staticmethod
-    def steer(pos, vel, sums: list[torch.Tensor], rules, *, max_speed, max_force) -> torch.Tensor:
-        """[N, D] acceleration of every agent from its channels' sums [N, W] (acceleration rules)."""
+    def steer(pos, vel, sums: torch.Tensor | list[torch.Tensor], rules, *, max_speed, max_force) -> torch.Tensor:
+        """[N, D] acceleration of every agent from its channels' sums (acceleration rules).
+
+        Args:
+            sums: [K, N, W] tensor, or a list of K [N, W] tensors (one group's sums).
+        """
         raise NotImplementedError
 
     def update(self, state, sums, params):
         limits = params.base_limits
-        accel = self.steer(state.pos, state.vel, list(sums), params.scenario.rules,
+        accel = self.steer(state.pos, state.vel, sums, params.scenario.rules,
                            max_speed=limits["max_speed"], max_force=limits["max_force"])
         return Update("accel", accel)
 
@@ -211,7 +215,8 @@ class SeedRule(BoidRule):
 
     @staticmethod
     def steer(pos, vel, sums, rules, *, max_speed, max_force):
-        return seed_acceleration(pos, vel, sums[0], sums[1], max_force=max_force, **_boid_weights(rules))
+        return seed_acceleration(pos, vel, sums[0], sums[1], max_force=max_force, sums=stacked_sums(sums, 2),
+                                 **_boid_weights(rules))
 
 
 @register_rule
@@ -232,7 +237,7 @@ class ReynoldsRule(BoidRule):
     @staticmethod
     def steer(pos, vel, sums, rules, *, max_speed, max_force):
         return reynolds_acceleration(pos, vel, sums[0], sums[1], sums[2], max_speed=max_speed,
-                                     max_force=max_force, **_boid_weights(rules))
+                                     max_force=max_force, sums=stacked_sums(sums, 3), **_boid_weights(rules))
 
 
 @register_rule
@@ -248,7 +253,7 @@ class MesaRule(BoidRule):
         rules, speed = params.scenario.rules, params.scenario.agents.max_speed
         return Update("vel", mesa_velocity(state.vel, sums[0], sums[1], state.pos, cohere=rules.cohesion.weight,
                                            separate=rules.separation.weight, match=rules.alignment.weight,
-                                           speed=speed))
+                                           speed=speed, sums=sums[:2]))
 
 
 @register_rule

@@ -18,6 +18,8 @@ or with ``torch.where`` on the device.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .formulations import Update
@@ -61,28 +63,41 @@ def integrate(state: FlockState, update: Update, accel: torch.Tensor | None, par
     rule = params.rule
     if update.kind == "accel":
         a = update.value if accel is None else update.value + accel
-        new_vel = vel + a * dt
+        new_vel = vel + _times(a, dt)
     elif update.kind == "vel":
-        new_vel = update.value if accel is None else update.value + accel * dt
+        new_vel = update.value if accel is None else update.value + _times(accel, dt)
     else:
         new_vel = (update.value - pos) / dt
         if accel is not None:
-            new_vel = new_vel + accel * dt
+            new_vel = new_vel + _times(accel, dt)
     if rule.constant_speed:
         if accel is not None:
             new_vel = unit(new_vel) * limits["max_speed"]
     elif params.speed_limited:
-        new_vel = raise_norm(clip_norm(new_vel, limits["max_speed"]), limits["min_speed"])
+        new_vel = clip_norm(new_vel, limits["max_speed"])
+        if params.raises_speed:
+            new_vel = raise_norm(new_vel, limits["min_speed"])
     if update.kind == "pos" and accel is None and not params.speed_limited:
         new_pos = update.value
     else:
-        new_pos = pos + new_vel * dt
+        new_pos = pos + _times(new_vel, dt)
     new_pos, new_vel = apply_boundary(new_pos, new_vel, world)
-    corrections = torch.zeros((), dtype=torch.int64, device=pos.device)
+    corrections = _zero(pos.device)
     if params.obstacles:
         new_pos, new_vel, corrections = project_out(params.scenario, pos, new_pos, new_vel, world.period(pos))
         new_pos, new_vel = apply_boundary(new_pos, new_vel, world)
     return state.replace(pos=new_pos, vel=new_vel), corrections
+
+
+def _times(x: torch.Tensor, dt: float) -> torch.Tensor:
+    """x * dt, without the multiplication when dt is 1 (x * 1.0 is x, bit for bit)."""
+    return x if dt == 1.0 else x * dt
+
+
+@functools.lru_cache(maxsize=16)
+def _zero(device: torch.device) -> torch.Tensor:
+    """A 0-d int64 zero made once per device (callers never write into it)."""
+    return torch.zeros((), dtype=torch.int64, device=device)
 
 
 def nan_guard(old: FlockState, new: FlockState) -> tuple[FlockState, torch.Tensor]:

@@ -8,17 +8,17 @@ Mean shift: the number of distinct modes and the relative shift of the last step
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 
+from .names import NN_MAX_OFFSET_LOG2
 from .vectors import unit
 
 NN_PAIR_BUDGET = 40_000_000  # pair distances one dense nearest-neighbor estimate may compute
-# the cell-list nearest query searches this many mean agent spacings (V / N)^(1/D) first;
-# sampled agents with nobody that close are searched again by the dense scan
-NN_SEARCH_SPACINGS = 2.0
 
 
 def polarization_tensor(vel: torch.Tensor) -> torch.Tensor:
@@ -43,64 +43,55 @@ def mean_speed(vel: torch.Tensor) -> float:
     return float(mean_speed_tensor(vel))
 
 
+@functools.lru_cache(maxsize=64)
+def _sample_rows(n_agents: int, max_queries: int) -> torch.Tensor:
+    n_query = max(1, min(n_agents, max_queries, NN_PAIR_BUDGET // max(n_agents, 1)))
+    return torch.linspace(0, n_agents - 1, n_query).round().long().unique()
+
+
 def nn_sample_index(n_agents: int, max_queries: int, device) -> torch.Tensor:
     """[Q] int64 evenly spaced agents whose nearest-neighbor distances estimate the mean.
 
     At most ``max_queries``, and few enough that a dense scan of them computes at most
     ``NN_PAIR_BUDGET`` pair distances (made on the host: no device sync; float32
-    ``linspace`` as the estimate always chose them).
+    ``linspace`` as the estimate always chose them; made once per size, so callers must
+    not write into it).
     """
-    n_query = max(1, min(n_agents, max_queries, NN_PAIR_BUDGET // max(n_agents, 1)))
-    return torch.linspace(0, n_agents - 1, n_query).round().long().unique().to(device)
-
-
-def _search_radius(pos: torch.Tensor, period: torch.Tensor | None) -> float:
-    """NN_SEARCH_SPACINGS mean agent spacings of ``pos`` ([N, D]) in its box (or bounding box)."""
-    n, dim = pos.shape
-    if period is not None:
-        extent = [float(v) for v in torch.as_tensor(period).reshape(dim).tolist()]
-    else:
-        extent = (pos.max(0).values - pos.min(0).values).tolist()
-    volume = math.prod(max(e, 1e-12) for e in extent)
-    return NN_SEARCH_SPACINGS * (volume / n) ** (1.0 / dim)
+    return _sample_rows(int(n_agents), int(max_queries)).to(device)
 
 
 def mean_nn_distance_tensor(pos: torch.Tensor, period: torch.Tensor | None = None,
                             max_queries: int = 2000) -> torch.Tensor:
     """Mean distance from a sampled agent to its nearest other agent, a 0-d tensor (NaN for N < 2).
 
-    The sample is ``nn_sample_index`` (every agent up to ``max_queries``). On the CPU
-    the nearest agent comes from the cell-list query (``flock.neighbors.nearest.nearest``,
-    cells a few agent spacings wide); the sampled agents with no one that close, and
-    every agent on other devices, go through the dense scan. Both find the same agent,
-    so the value is the dense estimate's (to float rounding).
+    The sample is ``nn_sample_index`` (every agent up to ``max_queries``). On the CPU the
+    distances come from one compiled ring search on a cell list
+    (``flock.neighbors.nearest_rings``: exact, however far the nearest agent is); on other
+    devices, or without numba, from the dense scan. Both compute each distance the same
+    way (the dense estimate's value, to float rounding of the norm).
 
     Args:
         pos: [N, D] positions, world units. period: [D] or None.
     """
-    from .neighbors.nearest import nearest, nearest_neighbor
-
     n = pos.shape[0]
     if n < 2:
         return torch.full((), math.nan, dtype=pos.dtype, device=pos.device)
-    pos, scale = _centred(pos, period)
     idx = nn_sample_index(n, max_queries, pos.device)
     if pos.device.type == "cpu":
-        radius = _search_radius(pos, period)
-        found, dist = nearest(pos, radius=radius, period=period, query_pos=pos[idx], query_index=idx)
-        missing = torch.nonzero(found < 0).flatten()
-        if missing.numel():
-            rows = idx[missing]
-            _, far = nearest_neighbor(pos, period=period, query_pos=pos[rows], query_index=rows)
-            dist[missing] = far
-    else:
-        _, dist = nearest_neighbor(pos, period=period, query_pos=pos[idx], query_index=idx)
+        from .neighbors.nearest_rings import nearest_distances
+
+        found = nearest_distances(pos, idx, period)
+        if found is not None:
+            dist, scale = found
+            return dist.mean() / scale
+    from .neighbors.nearest import nearest_neighbor
+
+    pos, scale = _centred(pos, period)
+    _, dist = nearest_neighbor(pos, period=period, query_pos=pos[idx], query_index=idx)
     return dist.mean() / scale
 
 
-# an open world's offsets are scaled down to at most this (a power of two), so that their
-# squares stay far inside float32's range (3.4e38) in the norm
-_NN_MAX_OFFSET = 2.0 ** 60
+_NN_MAX_OFFSET = 2.0 ** NN_MAX_OFFSET_LOG2
 
 
 def _centred(pos: torch.Tensor, period: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,8 +140,13 @@ def boids_metrics(pos: torch.Tensor, vel: torch.Tensor, period: torch.Tensor | N
         pos, vel: [N, D] positions and velocities. period: [D] or None.
         nn_sample: agents whose nearest-neighbor distances estimate the mean.
     """
-    return {"polarization": polarization_tensor(vel), "mean_speed": mean_speed_tensor(vel),
-            "mean_nn_distance": mean_nn_distance_tensor(pos, period, nn_sample)}
+    if vel.shape[0] == 0:
+        polar = speed = vel.new_zeros(())
+    else:       # polarization_tensor and mean_speed_tensor, sharing the speeds (the same values)
+        norm = torch.linalg.vector_norm(vel, dim=1, keepdim=True)
+        speed = norm.mean()
+        polar = torch.linalg.vector_norm(torch.where(norm > 0, vel / norm, 0.0).mean(0))
+    return {"polarization": polar, "mean_speed": speed, "mean_nn_distance": mean_nn_distance_tensor(pos, period, nn_sample)}
 
 
 def find_modes(pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,27 +164,50 @@ def find_modes(pos: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch.Te
     if n == 0:
         return pos.new_zeros(0, dim), torch.zeros(0, dtype=torch.int64, device=pos.device)
     uniq, inverse, counts = _unique_cells(_mode_cell_keys(pos, radius), return_inverse=True, return_counts=True)
-    sums = torch.zeros(len(uniq), dim, device=pos.device, dtype=pos.dtype).index_add_(0, inverse, pos)
-    reps = sums / counts[:, None].to(pos.dtype)
-    order = torch.argsort(counts, descending=True, stable=True)
-    reps, counts = reps[order], counts[order]
-    cell_mode = torch.full((len(reps),), -1, dtype=torch.int64, device=pos.device)
-    centers = []
-    for c in range(len(reps)):
-        if cell_mode[c] >= 0:
-            continue
-        near = (torch.linalg.vector_norm(reps - reps[c], dim=1) <= radius) & (cell_mode < 0)
-        cell_mode[near] = len(centers)
-        centers.append(reps[c])
+    reps, order = _cell_representatives(pos, inverse, counts, len(uniq))
+    cell_mode_np, centers = _greedy_merge(reps, radius)
+    cell_mode = torch.from_numpy(cell_mode_np).to(pos.device)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order), device=pos.device)
     labels = cell_mode[rank[inverse]]
-    centers_t = torch.stack(centers)
+    centers_t = reps[torch.as_tensor(centers, device=pos.device)]
     sizes = torch.bincount(labels, minlength=len(centers))
     by_size = torch.argsort(sizes, descending=True, stable=True)
     relabel = torch.empty_like(by_size)
     relabel[by_size] = torch.arange(len(by_size), device=pos.device)
     return centers_t[by_size], relabel[labels]
+
+
+def _cell_representatives(pos: torch.Tensor, inverse: torch.Tensor, counts: torch.Tensor,
+                          n_cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean position of each occupied cell [M, D], most populated first; that order [M] int64)."""
+    sums = torch.zeros(n_cells, pos.shape[1], device=pos.device, dtype=pos.dtype).index_add_(0, inverse, pos)
+    reps = sums / counts[:, None].to(pos.dtype)
+    order = torch.argsort(counts, descending=True, stable=True)
+    return reps[order], order
+
+
+def _greedy_merge(reps: torch.Tensor, radius: float) -> tuple[np.ndarray, list[int]]:
+    """Greedy merge of cell representatives [M, D] (most populated first) within ``radius``.
+
+    Each cell not yet taken starts a mode and takes every free cell within ``radius``.
+    The distances are torch's (the same norm as ever); which cells are taken is kept on
+    the host, so the loop reads the device once per mode, not once per cell.
+
+    Returns:
+        (mode of every cell [M] int64, the cells that started a mode, in order).
+    """
+    free = np.ones(reps.shape[0], dtype=bool)
+    cell_mode = np.full(reps.shape[0], -1, dtype=np.int64)
+    centers: list[int] = []
+    for c in range(reps.shape[0]):
+        if not free[c]:
+            continue
+        near = (torch.linalg.vector_norm(reps - reps[c], dim=1) <= radius).cpu().numpy() & free
+        cell_mode[near] = len(centers)
+        free &= ~near
+        centers.append(c)
+    return cell_mode, centers
 
 
 # cell coordinates above this are not exact in float64 (and near int64's 9.2e18)
@@ -229,10 +248,11 @@ def count_modes(pos: torch.Tensor, radius: float, max_cells: int = 4096) -> int:
     """Number of modes (``find_modes``); above ``max_cells`` occupied cells, the cell count (a cheap bound)."""
     if pos.shape[0] == 0:
         return 0
-    n_cells = _unique_cells(_mode_cell_keys(pos, radius)).shape[0]
-    if n_cells > max_cells:
-        return n_cells
-    return find_modes(pos, radius)[0].shape[0]
+    uniq, inverse, counts = _unique_cells(_mode_cell_keys(pos, radius), return_inverse=True, return_counts=True)
+    if len(uniq) > max_cells:
+        return len(uniq)
+    reps, _ = _cell_representatives(pos, inverse, counts, len(uniq))
+    return len(_greedy_merge(reps, radius)[1])
 
 
 class MetricsLog:

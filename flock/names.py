@@ -38,6 +38,11 @@ MAX_PIXELS = 16384          # a picture or window side
 MAX_FPS = 1000
 MAX_TRAIL = 10000
 
+# The nearest-neighbor metric scales an open world's offsets down to at most 2^this (a power
+# of two, exact), so that their squares stay far inside float32's range in the norm.
+NN_MAX_OFFSET_LOG2 = 60
+
 __all__ = ["BACKEND_NAMES", "BOID_FORMULATIONS", "BOUNDARY_NAMES", "CONSTANT_SPEED_FORMULATIONS", "DEVICE_NAMES",
            "DTYPE_NAMES", "FORMULATION_NAMES", "GAUSSIAN_CUT_BANDWIDTHS", "GROUP_FORMULATIONS",
-           "MAX_ABS_VALUE", "MAX_COUNT", "MAX_FPS", "MAX_PIXELS", "MAX_SEED", "MAX_TRAIL", "MEANSHIFT_KERNEL_NAMES"]
+           "MAX_ABS_VALUE", "MAX_COUNT", "MAX_FPS", "MAX_PIXELS", "MAX_SEED", "MAX_TRAIL", "MEANSHIFT_KERNEL_NAMES",
+           "NN_MAX_OFFSET_LOG2"]

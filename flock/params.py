@@ -54,6 +54,9 @@ class Params:
         box: (low, high) corners of the world box as host floats where agents are kept
             near it (wrap, soft, reflect), None in an open world; cell lists are laid out
             over it without reading positions back from the device.
+        shared_limits: with one group, its limits as [1, 1] tensors (``agent_limits``
+            returns them without a gather), else None.
+        raises_speed: some group has a min_speed > 0 (the integrator raises slow agents).
     """
 
     scenario: object
@@ -69,13 +72,18 @@ class Params:
     speed_limited: bool
     obstacles: bool
     box: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    shared_limits: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    raises_speed: bool = True
 
     def agent_limits(self, group: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-agent [N, 1] limits of every agent's group (a gather: no host sync).
+        """Per-agent [N, 1] limits of every agent's group (a gather: no host sync); with one
+        group, the same [1, 1] values for everyone (made once: they broadcast as [N, 1]).
 
         Args:
             group: [N] int64 group ids.
         """
+        if self.shared_limits is not None:
+            return self.shared_limits
         g = group.clamp(0, self.n_groups - 1)
         return {key: table[g][:, None] for key, table in self.limit_tables.items()}
 
@@ -104,9 +112,12 @@ def build_params(scenario, *, device, dtype, point_forces: tuple[PointForce, ...
     world = world_of(scenario)
     origin = world.origin if world.origin is not None else (0.0,) * world.dim
     box = None if world.boundary == "open" else (tuple(origin), tuple(o + s for o, s in zip(origin, world.size)))
+    groups = n_groups(scenario)
+    shared = {key: table[:1].reshape(1, 1) for key, table in tables.items()} if groups == 1 else None
     params = Params(scenario=scenario, rule=rule, kernels=(), world=world, dt=float(scenario.run.dt), box=box,
-                    n_groups=n_groups(scenario), n_members=int(n_members), terms=terms, limit_tables=tables,
-                    base_limits=base, speed_limited=speed_limited, obstacles=bool(scenario.obstacles))
+                    n_groups=groups, n_members=int(n_members), terms=terms, limit_tables=tables,
+                    base_limits=base, speed_limited=speed_limited, obstacles=bool(scenario.obstacles),
+                    shared_limits=shared, raises_speed=any(v > 0 for v in limits["min_speed"]))
     return dataclasses.replace(params, kernels=tuple(rule.kernels(params)))
 
 

@@ -19,17 +19,41 @@ import math
 import torch
 
 from .vectors import clip_norm, unit
+from .world import constant
 
 
-def _means(s: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(count [N, 1], mean position [N, D], mean velocity [N, D]) of one channel's sums; 0 where count = 0."""
-    count = s[:, -1:]
-    safe = torch.where(count > 0, count, torch.ones_like(count))
-    return count, s[:, :dim] / safe, s[:, dim:2 * dim] / safe
+def stacked_sums(sums, k: int) -> torch.Tensor:
+    """The first ``k`` channels' sums as one [k, N, W] tensor (a view when they already are one).
+
+    Channels of different widths (a group's own channels without the feature columns
+    that the channel from everyone has) keep the columns the rules read: [x, v, count].
+
+    Args:
+        sums: [K, N, W] tensor or a sequence of [N, W_k] tensors (layout [x, v, f, count]), K >= k.
+    """
+    if isinstance(sums, torch.Tensor):
+        return sums[:k]
+    parts = list(sums[:k])
+    width = min(p.shape[1] for p in parts)
+    if any(p.shape[1] != width for p in parts):
+        parts = [torch.cat((p[:, :width - 1], p[:, -1:]), dim=1) for p in parts]
+    return torch.stack(parts)
+
+
+def _weights(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
+    """[k, 1, 1] rule weights on ``like``'s device and dtype (made once per value, no copy per step)."""
+    return constant(tuple(float(v) for v in values), like.device, like.dtype).view(-1, 1, 1)
+
+
+# The rules below take every channel at once ([K, N, ...] tensors): a flock step is mostly
+# the launch cost of its small tensor operations, so one operation on K channels beats K.
+# Each computes the same values, operation by operation, as the per-channel arithmetic in
+# the docstrings (flock.testing keeps that form as the reference the tests compare with).
 
 
 def seed_acceleration(pos: torch.Tensor, vel: torch.Tensor, s_view: torch.Tensor, s_near: torch.Tensor, *,
-                      cohesion: float, alignment: float, separation: float, max_force: float) -> torch.Tensor:
+                      cohesion: float, alignment: float, separation: float, max_force: float,
+                      sums: torch.Tensor | None = None) -> torch.Tensor:
     """The JavaScript boids post's ``nextAcceleration`` for every agent at once.
 
     direction = c unit(xbar_view - p) + a unit(vbar_view - v) - s unit(xbar_near - p) [if any near];
@@ -41,16 +65,20 @@ def seed_acceleration(pos: torch.Tensor, vel: torch.Tensor, s_view: torch.Tensor
         s_near: [N, 2D+F+1] sums of the flat "too near" kernel (self excluded).
         cohesion, alignment, separation: the rule weights (seed: 1, 0.7, 5.0).
         max_force: acceleration norm (seed: 0.1).
+        sums: [2, N, W], the two channels stacked, when the caller has them so (no copy).
     Returns:
         [N, D] accelerations.
     """
     dim = pos.shape[1]
-    n_view, xbar, vbar = _means(s_view, dim)
-    n_near, xbar_near, _ = _means(s_near, dim)
-    direction = cohesion * unit(xbar - pos) + alignment * unit(vbar - vel)
-    direction = direction - torch.where(n_near > 0, separation * unit(xbar_near - pos), torch.zeros_like(pos))
+    s = stacked_sums((s_view, s_near), 2) if sums is None else sums
+    count = s[:, :, -1:]
+    seen = count > 0                                                   # [2, N, 1]
+    means = s[:, :, :2 * dim] / torch.where(seen, count, 1.0)          # [2, N, 2D]: xbar, vbar per channel
+    offsets = torch.cat((means[:, :, :dim] - pos, (means[0, :, dim:] - vel)[None]))   # xbar-p, xbar_near-p, vbar-v
+    dirs = _weights((cohesion, separation, alignment), pos) * unit(offsets)
+    direction = (dirs[0] + dirs[2]) - torch.where(seen[1], dirs[1], 0.0)
     accel = max_force * unit(direction)
-    return torch.where(n_view > 0, accel, torch.zeros_like(accel))
+    return torch.where(seen[0], accel, 0.0)
 
 
 def reynolds_steer(desired_dir: torch.Tensor, vel: torch.Tensor, active: torch.Tensor, *,
@@ -58,15 +86,15 @@ def reynolds_steer(desired_dir: torch.Tensor, vel: torch.Tensor, active: torch.T
     """Reynolds / OpenSteer steering: clip(max_speed unit(desired_dir) - v, max_force), 0 where not active.
 
     Args:
-        desired_dir: [N, D] direction to go. vel: [N, D]. active: [N, 1] bool.
+        desired_dir: [..., N, D] direction to go. vel: [N, D]. active: [..., N, 1] bool.
     """
     steer = clip_norm(max_speed * unit(desired_dir) - vel, max_force)
-    return torch.where(active, steer, torch.zeros_like(steer))
+    return torch.where(active, steer, 0.0)
 
 
 def reynolds_acceleration(pos: torch.Tensor, vel: torch.Tensor, s_coh: torch.Tensor, s_ali: torch.Tensor,
                           s_sep: torch.Tensor, *, cohesion: float, alignment: float, separation: float,
-                          max_speed: float, max_force: float) -> torch.Tensor:
+                          max_speed: float, max_force: float, sums: torch.Tensor | None = None) -> torch.Tensor:
     """Weighted sum of the three Reynolds steering forces.
 
     cohesion   desired toward xbar_coh - p
@@ -76,21 +104,25 @@ def reynolds_acceleration(pos: torch.Tensor, vel: torch.Tensor, s_coh: torch.Ten
 
     Args:
         pos, vel: [N, D]. s_coh, s_ali: [N, 2D+F+1] flat-kernel sums. s_sep: inverse-square sums.
+        sums: [3, N, W], the three channels stacked, when the caller has them so (no copy).
     Returns:
         [N, D] accelerations (each steering force clipped to max_force before weighting).
     """
     dim = pos.shape[1]
-    n_coh, xbar, _ = _means(s_coh, dim)
-    n_ali, _, vbar = _means(s_ali, dim)
-    away = pos * s_sep[:, -1:] - s_sep[:, :dim]
-    kw = dict(max_speed=max_speed, max_force=max_force)
-    return (cohesion * reynolds_steer(xbar - pos, vel, n_coh > 0, **kw)
-            + alignment * reynolds_steer(vbar, vel, n_ali > 0, **kw)
-            + separation * reynolds_steer(away, vel, s_sep[:, -1:] > 0, **kw))
+    s = stacked_sums((s_coh, s_ali, s_sep), 3) if sums is None else sums
+    count = s[:, :, -1:]
+    seen = count > 0                                                   # [3, N, 1]
+    means = s[:2, :, :2 * dim] / torch.where(seen[:2], count[:2], 1.0)
+    away = pos * count[2] - s[2, :, :dim]
+    desired = torch.cat(((means[0, :, :dim] - pos)[None], means[1:2, :, dim:2 * dim], away[None]))
+    steer = _weights((cohesion, alignment, separation), pos) * reynolds_steer(
+        desired, vel, seen, max_speed=max_speed, max_force=max_force)
+    return steer[0] + steer[1] + steer[2]
 
 
 def mesa_velocity(vel: torch.Tensor, s_view: torch.Tensor, s_sep: torch.Tensor, pos: torch.Tensor, *,
-                  cohere: float, separate: float, match: float, speed: float) -> torch.Tensor:
+                  cohere: float, separate: float, match: float, speed: float,
+                  sums: torch.Tensor | None = None) -> torch.Tensor:
     """Mesa 3's boid_flockers ``Boid.step`` for every agent at once (synchronously).
 
     direction = v / speed; with n neighbors within vision,
@@ -100,16 +132,16 @@ def mesa_velocity(vel: torch.Tensor, s_view: torch.Tensor, s_sep: torch.Tensor, 
 
     Args:
         vel, pos: [N, D]. s_view: flat sums within vision. s_sep: flat sums within the separation.
+        sums: [2, N, W], the two channels stacked, when the caller has them so (no copy).
     """
     dim = pos.shape[1]
-    n = s_view[:, -1:]
-    direction = vel / speed
-    delta = s_view[:, :dim] - pos * n
-    close = s_sep[:, :dim] - pos * s_sep[:, -1:]
-    headings = s_view[:, dim:2 * dim] / speed
-    safe_n = torch.where(n > 0, n, torch.ones_like(n))
-    turned = unit(direction + (cohere * delta - separate * close + match * headings) / safe_n)
-    return torch.where(n > 0, turned * speed, vel)
+    s = stacked_sums((s_view, s_sep), 2) if sums is None else sums
+    n = s[0, :, -1:]
+    seen = n > 0
+    offsets = _weights((cohere, separate), pos) * (s[:, :, :dim] - pos * s[:, :, -1:])   # cohere delta, separate close
+    headings = s[0, :, dim:2 * dim] / speed
+    turned = unit(vel / speed + ((offsets[0] - offsets[1]) + match * headings) / torch.where(seen, n, 1.0))
+    return torch.where(seen, turned * speed, vel)
 
 
 def _angle(v: torch.Tensor) -> torch.Tensor:

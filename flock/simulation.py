@@ -38,6 +38,11 @@ from .world import World
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
+# A single mean shift run reads its convergence back from the device (a host sync) at most
+# this often between metrics rows: up to this many - 1 steps past convergence are taken,
+# which move nothing (the converged run is frozen on the device) and are not counted.
+CONVERGENCE_READ_STEPS = 8
+
 
 def resolve_device(requested: str | torch.device | None) -> torch.device:
     """'auto' -> cuda when available else cpu; a CUDA request without CUDA is a ScenarioError."""
@@ -162,6 +167,7 @@ class Simulation:
         self.member_steps = torch.zeros(b, dtype=torch.int64, device=self.device)
         self.member_shift = [math.nan] * b
         self.done = False
+        self._reset_convergence()
         self._nan_corrections = torch.zeros((), dtype=torch.int64, device=self.device)
         self._obstacle_corrections = torch.zeros((), dtype=torch.int64, device=self.device)
         self._metrics = MetricsLog()
@@ -291,6 +297,7 @@ class Simulation:
         # a converged mean shift has somewhere to go again
         self.member_done = torch.zeros_like(self.member_done)
         self.done = False
+        self._reset_convergence()
 
     # ------------------------------------------------------------ stepping
 
@@ -301,28 +308,59 @@ class Simulation:
             params = dataclasses.replace(params, kernels=tuple(kernels))
         return neighbor_sums(self._state, params, self.backend)
 
-    def advance(self, state: FlockState, stats: StepStats, steps: int = 1) -> None:
+    def advance(self, state: FlockState, stats: StepStats, steps: int = 1, *, read: bool = True) -> None:
         """Take ``state``, computed by ``flock.step`` from the current one, as ``steps`` more steps.
 
         ``step`` calls this after each step; a CUDA-graph replay of k steps calls it once.
-        Counters add up on the device; only mean shift reads a value back (its convergence).
+        Counters add up on the device. Mean shift's convergence is decided on the device
+        too (a member whose shift fell below ``rules.tol``, or that reached ``rules.max_iter``
+        steps, is frozen from the next step on); ``read`` (the default) then reads it back
+        into ``done`` / ``member_shift`` at once, while ``step`` reads it on its own schedule
+        (``_read_convergence``).
         """
         self._state = state
         self.step_count += int(steps)
         self._nan_corrections = self._nan_corrections + stats.nan_corrections
         self._obstacle_corrections = self._obstacle_corrections + stats.obstacle_corrections
-        self.member_steps = self.member_steps + (~self.member_done).to(torch.int64) * int(steps)
+        active = ~self.member_done
+        self.member_steps = self.member_steps + active.to(torch.int64) * int(steps)
         if self._params.rule.converges and stats.shift is not None:
             rules = self._scenario.rules
-            shifts = stats.shift.tolist()
-            frozen = self.member_done.tolist()
-            self.member_shift = [old if f else s for s, old, f in zip(shifts, self.member_shift, frozen)]
-            steps_done = self.member_steps.tolist()
-            done = [f or s < rules.tol or n >= rules.max_iter
-                    for f, s, n in zip(frozen, self.member_shift, steps_done)]
-            self._newly_done = done != frozen
-            self.member_done = torch.tensor(done, dtype=torch.bool, device=self.device)
-            self.done = all(done)
+            shift = stats.shift.to(torch.float64)
+            self._shift = torch.where(active, shift, self._shift)
+            self._active_steps = self._active_steps + active.any().to(torch.int64) * int(steps)
+            self.member_done = self.member_done | (active & ((self._shift < rules.tol)
+                                                             | (self.member_steps >= rules.max_iter)))
+            if read:
+                self._read_convergence()
+
+    def _reset_convergence(self) -> None:
+        """The device's convergence record from the host's (``member_shift``, ``member_done``)."""
+        self._shift = torch.tensor(self.member_shift, dtype=torch.float64, device=self.device)
+        self._active_steps = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._read_at = (self.step_count, 0)          # (step_count, _active_steps) at the last read
+        self._done_read = self.member_done.tolist()
+
+    def _read_convergence(self) -> None:
+        """Read the device's convergence record back (one host sync): ``member_shift``, ``done``
+        and ``_newly_done`` (a member converged since the last read).
+
+        When every member is done, ``step_count`` comes back to the step at which the last one
+        finished: the steps taken after it (before this read) moved nothing, every member
+        being frozen, so the state is the one the run had there.
+        """
+        b = self.n_members
+        values = torch.cat([self._shift, self.member_done.to(torch.float64),
+                            self._active_steps.to(torch.float64)[None]]).tolist()
+        done = [bool(v) for v in values[b:2 * b]]
+        active_steps = int(values[-1])
+        self.member_shift = values[:b]
+        self._newly_done = any(d and not r for d, r in zip(done, self._done_read))
+        if all(done):
+            self.step_count = self._read_at[0] + active_steps - self._read_at[1]
+        self._done_read = done
+        self._read_at = (self.step_count, active_steps)
+        self.done = all(done)
 
     def step(self, n: int = 1) -> "Simulation":
         """Advance ``n`` steps (fewer if a mean shift run converges first). Returns self."""
@@ -333,24 +371,39 @@ class Simulation:
 
             check_cell_plans()
         params, every = self._params, self._scenario.metrics.every
-        frozen = self.member_done if params.rule.converges else None
+        converges = params.rule.converges
+        # one member: its convergence is read every CONVERGENCE_READ_STEPS steps, on every
+        # metrics row and at the end of the call; several: every step, so that the row a
+        # member's convergence writes holds the other members' state of that step
+        read_every = CONVERGENCE_READ_STEPS if self.n_members == 1 else 1
+        frozen = self.member_done if converges else None
         due = False
+        unread = 0
+        n = int(n)
         try:
-            for _ in range(int(n)):
+            for i in range(n):
                 if self.done:
                     break
                 self._newly_done = False
                 state, stats = step_with_stats(self._state, params, self.backend, self.noise, time=self.time,
                                                frozen=frozen)
-                self.advance(state, stats)
-                frozen = self.member_done if params.rule.converges else None
-                due = self.step_count % every == 0 or self.done or self._newly_done
+                self.advance(state, stats, read=False)
+                due = self.step_count % every == 0
+                if converges:
+                    frozen = self.member_done
+                    unread += 1
+                    if due or unread >= read_every or i == n - 1:
+                        self._read_convergence()
+                        unread = 0
+                    due = due or self.done or self._newly_done
                 if due:
                     self.record()
                     due = False
         except KeyboardInterrupt:
             # a step taken but interrupted before its metrics row: write the row, so the state,
             # the metrics and the summary agree after a Ctrl-C
+            if converges and unread:
+                self._read_convergence()
             if due and self.record_metrics and self._metrics.last().get("step") != self.step_count:
                 self.record()
             raise
@@ -401,6 +454,7 @@ class Simulation:
             self.member_shift = [float(s) for s in d["member_shift"]]
         if "done" in d:
             self.done = bool(d["done"])
+        self._reset_convergence()
         self._refresh(force=True)
 
     # ------------------------------------------------------------ metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from .kernels import Kernel
 
@@ -261,3 +262,68 @@ def adjusted_rand_index(a, b) -> float:
     expected = rows * cols / (n * (n - 1) / 2)
     top = (rows + cols) / 2
     return 1.0 if top == expected else (index - expected) / (top - expected)
+
+
+# ------------------------------------------------------------------ rule arithmetic, one channel at a time
+# flock.rules computes these on all channels at once; here is the same arithmetic as it was
+# first written, one channel and one operation at a time, with the guarded vector helpers.
+
+def _ref_unit(x):
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    safe = torch.where(norm > 0, norm, torch.ones_like(norm))
+    return torch.where(norm > 0, x / safe, torch.zeros_like(x))
+
+
+def _ref_clip(x, max_norm):
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    scale = torch.where(norm > max_norm, max_norm / torch.where(norm > 0, norm, torch.ones_like(norm)),
+                        torch.ones_like(norm))
+    return x * scale
+
+
+def _ref_means(s, dim):
+    count = s[:, -1:]
+    safe = torch.where(count > 0, count, torch.ones_like(count))
+    return count, s[:, :dim] / safe, s[:, dim:2 * dim] / safe
+
+
+def reference_seed_acceleration(pos, vel, s_view, s_near, *, cohesion, alignment, separation, max_force):
+    """``flock.rules.seed_acceleration`` one channel at a time."""
+    dim = pos.shape[1]
+    n_view, xbar, vbar = _ref_means(s_view, dim)
+    n_near, xbar_near, _ = _ref_means(s_near, dim)
+    direction = cohesion * _ref_unit(xbar - pos) + alignment * _ref_unit(vbar - vel)
+    direction = direction - torch.where(n_near > 0, separation * _ref_unit(xbar_near - pos), torch.zeros_like(pos))
+    accel = max_force * _ref_unit(direction)
+    return torch.where(n_view > 0, accel, torch.zeros_like(accel))
+
+
+def _ref_steer(desired_dir, vel, active, *, max_speed, max_force):
+    steer = _ref_clip(max_speed * _ref_unit(desired_dir) - vel, max_force)
+    return torch.where(active, steer, torch.zeros_like(steer))
+
+
+def reference_reynolds_acceleration(pos, vel, s_coh, s_ali, s_sep, *, cohesion, alignment, separation,
+                                    max_speed, max_force):
+    """``flock.rules.reynolds_acceleration`` one channel at a time."""
+    dim = pos.shape[1]
+    n_coh, xbar, _ = _ref_means(s_coh, dim)
+    n_ali, _, vbar = _ref_means(s_ali, dim)
+    away = pos * s_sep[:, -1:] - s_sep[:, :dim]
+    kw = dict(max_speed=max_speed, max_force=max_force)
+    return (cohesion * _ref_steer(xbar - pos, vel, n_coh > 0, **kw)
+            + alignment * _ref_steer(vbar, vel, n_ali > 0, **kw)
+            + separation * _ref_steer(away, vel, s_sep[:, -1:] > 0, **kw))
+
+
+def reference_mesa_velocity(vel, s_view, s_sep, pos, *, cohere, separate, match, speed):
+    """``flock.rules.mesa_velocity`` one channel at a time."""
+    dim = pos.shape[1]
+    n = s_view[:, -1:]
+    direction = vel / speed
+    delta = s_view[:, :dim] - pos * n
+    close = s_sep[:, :dim] - pos * s_sep[:, -1:]
+    headings = s_view[:, dim:2 * dim] / speed
+    safe_n = torch.where(n > 0, n, torch.ones_like(n))
+    turned = _ref_unit(direction + (cohere * delta - separate * close + match * headings) / safe_n)
+    return torch.where(n > 0, turned * speed, vel)

@@ -87,12 +87,14 @@ def set_threads(threads: int | None = None, *, n_agents: int = 0, backend: str =
         raise ValueError(f"threads: expected an integer >= 1, got {threads!r}")
     t_torch, t_numba = (int(threads), int(threads)) if threads is not None else default_threads(n_agents, backend)
     t_numba = min(t_numba, _numba_max_threads())
-    if torch.get_num_threads() != t_torch:
-        torch.set_num_threads(t_torch)
     if t_numba > 0:
         import numba
 
         numba.set_num_threads(t_numba)
+    # numba's first set_num_threads starts its OpenMP pool, which resets the process's OpenMP
+    # thread count (torch's read 2 after it on the 2-core box): torch's count is set after it
+    if torch.get_num_threads() != t_torch:
+        torch.set_num_threads(t_torch)
     return t_torch, t_numba
 
 

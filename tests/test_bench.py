@@ -3,6 +3,8 @@
 import json
 import math
 
+import pytest
+
 from flock import cli
 from flock.bench import standard_flock
 from flock.scenario import validate_scenario
@@ -41,5 +43,9 @@ def test_bench_metrics_on_off_threads_and_compile_column(tmp_path, capsys):
     assert [r["metrics"] for r in records] == ["on", "off"]
     assert all(r["threads_torch"] == 1 and r["threads_numba"] == 1 for r in records)
     assert all(r["backend"] == "numba" and r["compile_ms"] is not None for r in records)
-    assert "compile ms" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "compile ms" in text
+    on, off = records
+    assert on["metrics_cost"] == pytest.approx(on["ms_per_step"] / off["ms_per_step"] - 1)
+    assert f"metrics cost: N = 600 numba threads 1: {on['ms_per_step']:.3f} ms/step on" in text
     assert cli.main(["bench", "--metrics", "maybe"]) == 2

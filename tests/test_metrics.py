@@ -115,3 +115,17 @@ def test_unique_cells_matches_a_row_wise_unique():
         assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
     rows = torch.rand(50, 2, generator=gen, dtype=torch.float64)       # the fallback: distinct positions
     assert _unique_cells(torch.cat([rows, rows])).shape[0] == 50
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_boids_metrics_share_the_speeds_and_read_the_same_values(dtype):
+    from flock.metrics import mean_speed_tensor, polarization_tensor
+
+    g = torch.Generator().manual_seed(6)
+    pos, vel = torch.rand(400, 3, generator=g, dtype=dtype), torch.randn(400, 3, generator=g, dtype=dtype)
+    vel[::3] = 0.0                                            # agents at rest have no heading
+    row = boids_metrics(pos, vel)
+    assert torch.equal(row["polarization"], polarization_tensor(vel))
+    assert torch.equal(row["mean_speed"], mean_speed_tensor(vel))
+    empty = boids_metrics(pos[:0], vel[:0])
+    assert empty["polarization"] == 0 and empty["mean_speed"] == 0 and math.isnan(empty["mean_nn_distance"])

@@ -44,3 +44,18 @@ def test_bad_thread_count_is_a_clear_error(tmp_path, capsys):
     rc = cli.main(["run", "scenarios/boids_torus.yaml", "--headless", "--steps", "1", "--quiet",
                    "--set", "agents.count=40", "--out", str(tmp_path), "--threads", "0"])
     assert rc == 2 and "--threads" in capsys.readouterr().err
+
+
+def test_torch_count_survives_numba_starting_its_pool():
+    # numba's first set_num_threads starts an OpenMP pool that resets the process's thread
+    # count; it only happens once per process, hence the fresh interpreter
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(1)\n"
+            "from flock.threads import set_threads; set_threads(1)\n"
+            "print(torch.get_num_threads())")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "1"
