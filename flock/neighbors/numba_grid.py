@@ -19,10 +19,10 @@ The design is the Triton kernel's (``triton_grid.py``), on CPU threads:
    (plus the wrapped cell at a periodic seam). A candidate farther than the largest
    support is dropped after its distance; otherwise every channel's weight is
    computed and accumulated into a [K, 2D+F+1] scratch row of the block. Nothing
-   of size N x neighbors exists in memory: memory is O(N + M + cells). From
-   ``UNROLLED_MIN_QUERIES`` queries the same loop runs written out for the call's shape
-   (``numba_unrolled``: the same sums bit for bit, accumulators in registers), on Python
-   threads over ranges of blocks.
+   of size N x neighbors exists in memory: memory is O(N + M + cells). From about
+   ``UNROLLED_MIN_PAIRS`` candidate pairs the same loop runs written out for the call's
+   shape (``numba_unrolled``: the same sums bit for bit, accumulators in registers), on
+   Python threads over ranges of blocks.
 3. Large passes (``flock.neighbors.progress``): inside ``report_progress`` a pass of at
    least ``min_pairs`` candidate pairs (counted per query from the cell pointers, after
    a bound from the fullest cell) runs the loop on consecutive ranges of the
@@ -73,10 +73,11 @@ except ImportError:  # pragma: no cover - exercised where numba is absent
 # queries per parallel work item: enough to share candidates in cache, and many
 # items per thread so that uneven cells balance out
 DEFAULT_BLOCK = 128
-# from this many queries a call runs the loop unrolled for its shape (``numba_unrolled``,
-# about twice as fast per pair, one more compile per shape); smaller calls, where a step is
-# mostly fixed costs, share the one generic loop
-UNROLLED_MIN_QUERIES = 4096
+# from this many candidate pairs (queries x agents per cell x 3^D, an estimate) a call runs
+# the loop unrolled for its shape (``numba_unrolled``: faster per pair, one more compile per
+# shape, cached on disk); smaller calls, a few hundred microseconds of loop, share the one
+# generic loop
+UNROLLED_MIN_PAIRS = 100_000
 # a chunk of a large pass (``flock.neighbors.progress``) is cut into at least this many
 # blocks per thread
 _BLOCKS_PER_THREAD = 16
@@ -455,7 +456,7 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
             (default ``vel`` when ``query_pos`` is None).
         unrolled: run the loop written out for this call's shape (``numba_unrolled``; the
             same sums bit for bit, faster, one compile per shape) or the generic one;
-            default: unrolled from ``UNROLLED_MIN_QUERIES`` queries.
+            default: unrolled from about ``UNROLLED_MIN_PAIRS`` candidate pairs.
 
     Returns:
         S: [K, M, 2D + F + 1] on the CPU, the dtype of ``pos``, layout [positions (D),
@@ -540,7 +541,7 @@ def reduce_numba(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
     qwrap, qout = np.ascontiguousarray(qwrap), np.ascontiguousarray(qorder)
     channels = (kind, excl, openc, fovs, rad, bw, amp, floor_d, cosf, consts)
     if unrolled is None:
-        unrolled = n_query >= UNROLLED_MIN_QUERIES
+        unrolled = n_query * (n_agents / n_total) * 3 ** dim >= UNROLLED_MIN_PAIRS
     loop = (unrolled_cell_sums(dim, channel_key(kind, excl, openc, fovs), n_feat, _UNROLLED_HELPERS)
             if unrolled and unrolled_supports(dim, len(kernels), n_feat) else None)
 
