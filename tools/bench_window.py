@@ -32,11 +32,13 @@ def _parse(argv):
     p.add_argument("--frames", type=int, default=200, help="timed frames per scenario")
     p.add_argument("--warmup", type=int, default=20, help="untimed frames first")
     p.add_argument("--display", action="store_true", help="use $DISPLAY instead of SDL's dummy driver")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch and numba (default: the scenario's run.threads, else flock's choice)")
     p.add_argument("--json", help="write the records to this JSON file")
     return p.parse_args(argv)
 
 
-def measure(path: str, frames: int, warmup: int) -> dict:
+def measure(path: str, frames: int, warmup: int, threads: int | None = None) -> dict:
     """Median frame time of one scenario's window; returns a record (ms, fps, step share)."""
     import torch
 
@@ -46,7 +48,7 @@ def measure(path: str, frames: int, warmup: int) -> dict:
 
     scenario = flock.load_scenario(path)
     sim = flock.Simulation.from_scenario(scenario)
-    threads = set_threads(scenario.run.threads, n_agents=sim.state.n_agents, backend=sim.backend)
+    threads = set_threads(threads if threads is not None else scenario.run.threads, n_agents=sim.state.n_agents, backend=sim.backend)
     window = Window(sim, out=Path("/tmp") / f"bench_window_{os.getpid()}", quiet=True, paused=False)
     step_times: list[float] = []
     real_update = window.update
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
     records = []
     print(f"{'scenario':32} {'N':>7} {'D':>2} {'backend':>8} {'frame ms':>9} {'step ms':>8} {'fps':>6} {'cap':>4}")
     for path in args.scenarios:
-        r = measure(path, args.frames, args.warmup)
+        r = measure(path, args.frames, args.warmup, args.threads)
         records.append(r)
         print(f"{Path(path).name:32} {r['agents']:>7} {r['dims']:>2} {r['backend']:>8} {r['frame_ms']:>9.2f} "
               f"{r['step_ms']:>8.2f} {r['fps']:>6.1f} {r['target_fps']:>4}", flush=True)
