@@ -31,6 +31,7 @@ from typing import ClassVar
 
 import torch
 
+from .compiled import for_flock
 from .kernels import Kernel
 from .names import GAUSSIAN_CUT_BANDWIDTHS
 from .rules import mesa_velocity, netlogo_velocity, reynolds_acceleration, seed_acceleration, stacked_sums
@@ -215,8 +216,8 @@ class SeedRule(BoidRule):
 
     @staticmethod
     def steer(pos, vel, sums, rules, *, max_speed, max_force):
-        return seed_acceleration(pos, vel, sums[0], sums[1], max_force=max_force, sums=stacked_sums(sums, 2),
-                                 **_boid_weights(rules))
+        return for_flock(seed_acceleration, pos, vel, sums)(
+            pos, vel, sums[0], sums[1], max_force=max_force, sums=stacked_sums(sums, 2), **_boid_weights(rules))
 
 
 @register_rule
@@ -236,8 +237,9 @@ class ReynoldsRule(BoidRule):
 
     @staticmethod
     def steer(pos, vel, sums, rules, *, max_speed, max_force):
-        return reynolds_acceleration(pos, vel, sums[0], sums[1], sums[2], max_speed=max_speed,
-                                     max_force=max_force, sums=stacked_sums(sums, 3), **_boid_weights(rules))
+        return for_flock(reynolds_acceleration, pos, vel, sums)(
+            pos, vel, sums[0], sums[1], sums[2], max_speed=max_speed, max_force=max_force,
+            sums=stacked_sums(sums, 3), **_boid_weights(rules))
 
 
 @register_rule
@@ -251,9 +253,10 @@ class MesaRule(BoidRule):
 
     def update(self, state, sums, params):
         rules, speed = params.scenario.rules, params.scenario.agents.max_speed
-        return Update("vel", mesa_velocity(state.vel, sums[0], sums[1], state.pos, cohere=rules.cohesion.weight,
-                                           separate=rules.separation.weight, match=rules.alignment.weight,
-                                           speed=speed, sums=sums[:2]))
+        velocity = for_flock(mesa_velocity, state.pos, state.vel, sums)(
+            state.vel, sums[0], sums[1], state.pos, cohere=rules.cohesion.weight,
+            separate=rules.separation.weight, match=rules.alignment.weight, speed=speed, sums=sums[:2])
+        return Update("vel", velocity)
 
 
 @register_rule
