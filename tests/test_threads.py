@@ -1,5 +1,7 @@
 """flock sets torch's and numba's CPU threads itself; --threads and run.threads override."""
 
+import os
+
 import pytest
 import torch
 
@@ -18,7 +20,7 @@ def restore_threads():
 
 
 def test_defaults_by_size():
-    assert default_threads(1000) == (1, 1)
+    assert default_threads(1000) == (1, free_cores())
     assert default_threads(NUMBA_PARALLEL_AGENTS) == (1, free_cores())
     assert default_threads(TORCH_PARALLEL_AGENTS) == (free_cores(), free_cores())
 
@@ -59,3 +61,20 @@ def test_torch_count_survives_numba_starting_its_pool():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_free_cores_counts_what_other_processes_use_now(monkeypatch):
+    import flock.threads as threads
+
+    busy = threads.busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9
+    for other, expected in ((1e9, 1), (0.4, threads.cpu_count()), (0.0, threads.cpu_count())):
+        monkeypatch.setattr(threads, "_last_sample", None)
+        monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.1, b=other: b)
+        assert threads.free_cores() == expected
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.1: 1e9)
+    assert threads.free_cores() == threads.cpu_count()      # the last sample is reused for a few seconds
+    monkeypatch.setattr(threads, "_last_sample", None)
+    monkeypatch.setattr(threads, "busy_cores", lambda seconds=0.1: None)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert threads.free_cores() == threads.cpu_count()     # no /proc/stat: the load average
