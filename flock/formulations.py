@@ -34,6 +34,7 @@ import torch
 from .compiled import for_flock
 from .kernels import Kernel
 from .names import GAUSSIAN_CUT_BANDWIDTHS
+from .neighbors.epilogues import Epilogue
 from .rules import mesa_velocity, netlogo_velocity, reynolds_acceleration, seed_acceleration, stacked_sums
 
 # ``Params`` (flock.params) and ``FlockState`` (flock.state) appear in annotations only, as
@@ -88,6 +89,14 @@ class Rule:
 
     def features(self, state: "FlockState", params: "Params") -> torch.Tensor | None:
         """[N, F] extra per-agent columns the kernel sums (None: none)."""
+        return None
+
+    def epilogue(self, params: "Params") -> Epilogue | None:
+        """This rule's update as a kernel epilogue (``flock.neighbors.epilogues``), or None.
+
+        A backend that has epilogues (triton) then writes ``update``'s value itself, equal
+        to it up to rounding, instead of the sums.
+        """
         return None
 
     def update(self, state: "FlockState", sums: torch.Tensor, params: "Params") -> Update:
@@ -214,6 +223,10 @@ class SeedRule(BoidRule):
         fov, view = rules.field_of_view, rules.cohesion.radius
         return [Kernel("flat", radius=view, fov=fov), Kernel("flat", radius=min(rules.separation.radius, view), fov=fov)]
 
+    def epilogue(self, params):
+        rules = params.scenario.rules
+        return Epilogue("seed", (*_boid_weights(rules).values(), params.base_limits["max_force"]))
+
     @staticmethod
     def steer(pos, vel, sums, rules, *, max_speed, max_force):
         return for_flock(seed_acceleration, pos, vel, sums)(
@@ -235,6 +248,11 @@ class ReynoldsRule(BoidRule):
                 Kernel("flat", radius=rules.alignment.radius, fov=fov),
                 Kernel("inverse_square", radius=rules.separation.radius, fov=fov)]
 
+    def epilogue(self, params):
+        limits = params.base_limits
+        return Epilogue("reynolds", (*_boid_weights(params.scenario.rules).values(), limits["max_speed"],
+                                     limits["max_force"]))
+
     @staticmethod
     def steer(pos, vel, sums, rules, *, max_speed, max_force):
         return for_flock(reynolds_acceleration, pos, vel, sums)(
@@ -250,6 +268,11 @@ class MesaRule(BoidRule):
     update_kind = "vel"
     constant_speed = True
     channels = staticmethod(SeedRule.channels)
+
+    def epilogue(self, params):
+        rules = params.scenario.rules
+        return Epilogue("mesa", (rules.cohesion.weight, rules.separation.weight, rules.alignment.weight,
+                                 params.scenario.agents.max_speed))
 
     def update(self, state, sums, params):
         rules, speed = params.scenario.rules, params.scenario.agents.max_speed

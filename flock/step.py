@@ -4,6 +4,7 @@ One synchronous step for every formulation (JAX-MD's ``step_fn(state) -> state``
 
     sums   = neighbor_sums(state, params, backend)          # the one kernel, [K, N, W]
     update = params.rule.update(state, sums, params)        # accel | vel | pos
+                                                            # (triton: both in the kernel, kernel_update)
     accel  = sum(term(state, ...) for term in params.terms) # walls, forces, avoidance, wander
     state  = integrate(state, update, accel, params)        # limits, boundary, obstacles
     state  = nan_guard(previous, state)
@@ -27,6 +28,7 @@ import torch
 
 from .integrate import integrate, nan_guard
 from .neighbors import reduce_members, reduce_neighbors
+from .formulations import Update
 from .noise import NoiseStream
 from .params import Params
 from .state import FlockState
@@ -71,6 +73,43 @@ def neighbor_sums(state: FlockState, params: Params, backend: str) -> torch.Tens
     return s.transpose(0, 1).reshape(len(kernels), b * n, s.shape[-1])
 
 
+def kernel_update(state: FlockState, params: Params, backend: str) -> Update | None:
+    """The rule's update written by the neighbor kernel itself (its epilogue), or None.
+
+    Only the triton backend has epilogues, for the rules that name one (seed, reynolds,
+    mesa); never under autograd (the kernel has no backward).
+    """
+    if backend != "triton":
+        return None
+    epilogue = params.rule.epilogue(params)
+    if epilogue is None or params.rule.features(state, params) is not None:
+        return None
+    if torch.is_grad_enabled() and (state.pos.requires_grad or state.vel.requires_grad):
+        return None
+    from .neighbors.triton_grid import reduce_triton, reduce_triton_batched
+
+    kernels = list(params.kernels)
+    pos, vel = state.pos, state.vel
+    period = params.world.period(pos)
+    b = params.n_members
+    if b == 1:
+        value = reduce_triton(pos, vel, kernels, period=period, epilogue=epilogue)
+    else:
+        n, dim = pos.shape[0] // b, pos.shape[1]
+        value = reduce_triton_batched(pos.view(b, n, dim), vel.view(b, n, dim), kernels, period=period,
+                                      epilogue=epilogue).reshape(b * n, dim)
+    return Update(params.rule.update_kind, value)
+
+
+def rule_update(state: FlockState, params: Params, backend: str) -> Update:
+    """``params.rule``'s update of every agent: from the kernel's epilogue where the backend
+    has one for the rule (``kernel_update``), else from the sums (``neighbor_sums``)."""
+    update = kernel_update(state, params, backend)
+    if update is None:
+        update = params.rule.update(state, neighbor_sums(state, params, backend), params)
+    return update
+
+
 def extra_acceleration(state: FlockState, params: Params, limits: dict[str, torch.Tensor], *, time: float,
                        noise: NoiseStream | None) -> torch.Tensor | None:
     """[N, D] sum of ``params.terms`` (None when the scenario has none)."""
@@ -99,8 +138,7 @@ def step_with_stats(state: FlockState, params: Params, backend: str, noise: Nois
         time: simulated time at the start of the step (moving attractors).
         frozen: [B] bool, members that do not move (converged mean shift), or None.
     """
-    sums = neighbor_sums(state, params, backend)
-    update = params.rule.update(state, sums, params)
+    update = rule_update(state, params, backend)
     limits = params.agent_limits(state.group)
     accel = extra_acceleration(state, params, limits, time=time, noise=noise)
     moved, obstacle_corrections = integrate(state, update, accel, params, limits)
@@ -118,4 +156,5 @@ def step(state: FlockState, params: Params, backend: str, noise: NoiseStream | N
     return step_with_stats(state, params, backend, noise, time=time, frozen=frozen)[0]
 
 
-__all__ = ["StepStats", "extra_acceleration", "neighbor_sums", "step", "step_with_stats"]
+__all__ = ["StepStats", "extra_acceleration", "kernel_update", "neighbor_sums", "rule_update", "step",
+           "step_with_stats"]

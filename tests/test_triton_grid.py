@@ -396,11 +396,17 @@ def test_step_path_makes_no_host_sync(monkeypatch):
     period = torch.tensor([9.0, 8.0, 7.0])            # one tensor object, as World hands out
     fov = [Kernel("flat", radius=1.5, fov=270), Kernel("inverse_square", radius=1.0), Kernel("circles", radius=1.5)]
     q = pos[:20] + 0.1
+    boids = [Kernel("flat", radius=1.5, fov=270), Kernel("flat", radius=1.2, fov=270), Kernel("inverse_square", radius=1.0)]
+    reynolds = tg.Epilogue("reynolds", (1.0, 1.0, 1.5, 2.0, math.inf))
     calls = [
         lambda p: tg.reduce_triton(p, vel, fov, period=period),
         lambda p: tg.reduce_triton(p, vel, fov),                               # open world, device bbox
         lambda p: tg.reduce_triton(p, vel, fov[1:], query_pos=q, query_index=torch.arange(20)),
         lambda p: tg.reduce_triton_batched(p.reshape(2, 100, 3), vel.reshape(2, 100, 3), fov, period=period),
+        # the boid rules finished in the kernel (the triton step's path for seed, reynolds, mesa)
+        lambda p: tg.reduce_triton(p, vel, boids, period=period, epilogue=reynolds),
+        lambda p: tg.reduce_triton_batched(p.reshape(2, 100, 3), vel.reshape(2, 100, 3), boids, period=period,
+                                           epilogue=reynolds),
     ]
     for call in calls:
         call(pos)                                     # build phase: may read the box once

@@ -63,7 +63,7 @@ FULL = {"dense_circles": 200_000, "dense_boids": 1_000_000, "kinds": 20_000, "de
 SMALL = {"dense_circles": 80, "dense_boids": 120, "kinds": 48, "dense_rows": 40,
          "grid": 80, "ensemble": (2, 50), "syncs": 200,
          "steps_circles": [60], "steps_boids": [100],
-         "kernel": [("circles", 60)], "meanshift": 300}
+         "kernel": [("circles", 60), ("boids", 60)], "meanshift": 300}
 TOL = {"float32": 2e-4, "float64": 1e-9}
 
 
@@ -193,6 +193,30 @@ def _compare_rows(kind, n, dtype, device, rows_cap, seed=0):
             "tol": TOL[dtype], "within_tol": err <= TOL[dtype], "first_call_ms": first_ms}
 
 
+def _epilogue_row(n, device, rows_cap, seed=0):
+    """The boid rule finished in the kernel (float32) against the torch rule on dense float64 sums."""
+    import torch
+
+    from flock.neighbors import reduce_neighbors
+    from flock.neighbors.triton_grid import reduce_triton
+    from flock.state import FlockState
+
+    sim = _simulation("boids", n, device, "float32", "triton")
+    pos, vel, kernels, period = _inputs(sim)
+    params = sim.params
+    got = reduce_triton(pos, vel, kernels, period=period, epilogue=params.rule.epilogue(params))
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:min(n, rows_cap)].to(device)
+    p64, v64 = pos.double(), vel.double()
+    ref_sums = reduce_neighbors(p64, v64, kernels, backend="dense", period=None if period is None else period.double(),
+                                query_pos=p64[idx], query_index=idx)
+    sub = FlockState(pos=p64[idx], vel=v64[idx], group=sim.state.group[idx])
+    want = params.rule.update(sub, ref_sums, params).value
+    err = float((got[idx].double() - want).abs().max() / want.abs().max().clamp_min(1.0))
+    return {"case": f"boids epilogue ({params.rule.name}) float32 vs float64 dense", "n_agents": n,
+            "rows_compared": int(idx.numel()), "max_rel_err": err, "tol": TOL["float32"],
+            "within_tol": err <= TOL["float32"]}
+
+
 def _kind_rows(n, device):
     import torch
 
@@ -227,7 +251,8 @@ def section_triton_vs_dense(cfg):
     _need_triton(device)
     s = cfg["sizes"]
     rows = [_compare_rows("circles", s["dense_circles"], "float32", device, s["dense_rows"]),
-            _compare_rows("boids", s["dense_boids"], "float32", device, s["dense_rows"])]
+            _compare_rows("boids", s["dense_boids"], "float32", device, s["dense_rows"]),
+            _epilogue_row(s["dense_boids"], device, s["dense_rows"])]
     kinds, missing = _kind_rows(s["kinds"], device)
     rows += kinds
     worst = max(r["max_rel_err"] / r["tol"] for r in rows)
@@ -423,9 +448,24 @@ def section_kernel_time(cfg):
         ms = _median_ms(lambda: reduce_triton(pos, vel, kernels, period=period, columns=columns), device, reps)
         rows.append({"case": f"{kind} reduce_triton columns={columns}", "n_agents": n, "first_call_ms": first,
                      "ms": first if ms is None else ms})
+        epilogue = sim.params.rule.epilogue(sim.params)
+        if epilogue is not None:
+            # the sums and the torch rule after them, against the rule finished in the kernel
+            def unfused():
+                sums = reduce_triton(pos, vel, kernels, period=period)
+                return sim.params.rule.update(sim.state, sums, sim.params)
+
+            for case, fn in (("sums + torch rule", unfused),
+                             (f"epilogue ({epilogue.rule})",
+                              lambda: reduce_triton(pos, vel, kernels, period=period, epilogue=epilogue))):
+                first = _median_ms(fn, device, 1)
+                ms = _median_ms(fn, device, reps)
+                rows.append({"case": f"{kind} {case}", "n_agents": n, "first_call_ms": first,
+                             "ms": first if ms is None else ms})
     timer = _timer(device)[1]
     return {"device": str(device), "timer": timer, "interpreted": device.type != "cuda", "rows": rows,
-            "figure": ", ".join(f"{r['case'].split()[0]} {r['n_agents']:,} {r['ms']:.3g} ms" for r in rows)
+            "figure": ", ".join(f"{r['case'].replace(' reduce_triton', '')} {r['n_agents']:,} {r['ms']:.3g} ms"
+                                for r in rows)
             + f" ({timer})"}
 
 

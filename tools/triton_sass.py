@@ -40,6 +40,20 @@ VARIANTS = {
                                periodic=True, fov=(0, 0), f64=False),
     "meanshift2d_f32": dict(D=2, kinds=("gaussian",), open=(0,), excl=(0,), extra=(0,), periodic=False,
                             fov=(0,), f64=False),
+    # the boid rules finished in the kernel's epilogue (triton_grid.EPILOGUES): each channel sums
+    # only the columns its rule reads, and the kernel writes the [N, D] update
+    "seed2d_f32_wrap_epilogue": dict(D=2, kinds=("flat", "flat"), open=(0, 0), excl=(1, 1), periodic=True,
+                                     fov=(0, 0), f64=False, rule="seed"),
+    "seed3d_f32_fov_epilogue": dict(D=3, kinds=("flat", "flat"), open=(0, 0), excl=(1, 1), periodic=True,
+                                    fov=(1, 1), f64=False, rule="seed"),
+    "reynolds2d_f32_wrap_epilogue": dict(D=2, kinds=("flat", "flat", "inverse_square"), open=(0, 0, 0),
+                                         excl=(1, 1, 1), periodic=True, fov=(0, 0, 0), f64=False,
+                                         rule="reynolds"),
+    "reynolds3d_f32_fov_epilogue": dict(D=3, kinds=("flat", "flat", "inverse_square"), open=(0, 0, 0),
+                                        excl=(1, 1, 1), periodic=True, fov=(1, 1, 1), f64=False,
+                                        rule="reynolds"),
+    "mesa2d_f32_wrap_epilogue": dict(D=2, kinds=("flat", "flat"), open=(0, 0), excl=(1, 1), periodic=True,
+                                     fov=(0, 0), f64=False, rule="mesa"),
 }
 
 
@@ -67,11 +81,17 @@ def compile_variant(spec: dict, arch: int, block: int = 64):
     fn = JITFunction(tg._KERNEL_SOURCES["cell_sum"], do_not_specialize=list(tg._NO_SPECIALIZE))
     dt = "fp64" if spec["f64"] else "fp32"
     dim = spec["D"]
-    has_vel = any(spec["extra"])
+    rule = spec.get("rule")
+    if rule is None:
+        rule_id, extra, positions = 0, spec["extra"], (1,) * len(spec["kinds"])
+    else:
+        rule_id, _, cols = tg.EPILOGUES[rule]
+        extra, positions = [c[1] for c in cols], [c[0] for c in cols]
+    has_vel = any(extra)
     consts = dict(D=dim, C=dim + (dim if has_vel else 0), VEL=has_vel, F=0, K=len(spec["kinds"]),
                   KINDS=_bits([tg.KIND_IDS[k] for k in spec["kinds"]], 3), EXCL=_bits(spec["excl"]),
-                  OPEN=_bits(spec["open"]), FOVS=_bits(spec["fov"]), EXTRA=_bits(spec["extra"]),
-                  PERIODIC=spec["periodic"], WIDE=False, F64=spec["f64"], BLOCK=block)
+                  OPEN=_bits(spec["open"]), FOVS=_bits(spec["fov"]), EXTRA=_bits(extra), POSS=_bits(positions),
+                  RULE=rule_id, PERIODIC=spec["periodic"], WIDE=False, F64=spec["f64"], BLOCK=block)
     ptr_types = {"qcell_ptr": "*i32", "qown_ptr": "*i32", "qorder_ptr": "*i64", "cellptr_ptr": "*i32"}
     sig = {}
     for name in fn.arg_names:

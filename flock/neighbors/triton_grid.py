@@ -32,6 +32,13 @@ How it runs:
    per strip, outside the candidate loop); lanes share most strips because queries
    go in cell order.
 
+4. Epilogue (``epilogue=Epilogue(rule, values)``, the triton step of seed, reynolds
+   and mesa): the kernel turns each query's sums, still in registers, into the rule's
+   update (``flock.rules``' operations in the same order) and writes [N, D] instead of
+   [K, N, 2D+F+1]; each channel sums only the columns its rule reads
+   (``epilogues.EPILOGUES``), so a boid step reads the state once and holds fewer
+   accumulators (3-D Reynolds with view cones: 12 instead of 21).
+
 Offsets and weights follow ``reduce_dense`` operation by operation: d = x_j - q_i,
 minimum image ``d - L round(d / L)`` (round half to even as ``torch.round``; the
 two can differ only where d / L lies within an ulp below 1/2), |d| by an IEEE
@@ -68,6 +75,7 @@ import torch
 from ..kernels import Kernel, has_fov
 from .cells import CellList, CellPlan, cell_list_support, counting_sort, device_constant, host_values, plan_cells
 from .dense import DEFAULT_MEMORY_BUDGET
+from .epilogues import EPILOGUES, Epilogue
 
 try:  # the module imports without Triton; using it then raises a clear error
     import triton
@@ -131,12 +139,12 @@ if triton is not None:
     _CIRCLES_FACTOR = tl.constexpr(CIRCLES_FACTOR)
 
     def _cell_sum_kernel(table_ptr, qpos_ptr, qvel_ptr, qcell_ptr, qown_ptr, qorder_ptr, cellptr_ptr,
-                         period_ptr, par_ptr, out_ptr,
+                         period_ptr, par_ptr, rule_ptr, out_ptr,
                          n_query, n0, n1, n2, cells_per_member,
                          D: tl.constexpr, C: tl.constexpr, VEL: tl.constexpr, F: tl.constexpr, K: tl.constexpr,
                          KINDS: tl.constexpr, EXCL: tl.constexpr, OPEN: tl.constexpr, FOVS: tl.constexpr,
-                         EXTRA: tl.constexpr, PERIODIC: tl.constexpr, WIDE: tl.constexpr, F64: tl.constexpr,
-                         BLOCK: tl.constexpr):
+                         EXTRA: tl.constexpr, POSS: tl.constexpr, RULE: tl.constexpr, PERIODIC: tl.constexpr,
+                         WIDE: tl.constexpr, F64: tl.constexpr, BLOCK: tl.constexpr):
         """Sums of BLOCK cell-sorted queries (one per lane) over the agents of their 3^D neighboring cells.
 
         table: [N, C] cell-sorted [x (D), and with VEL v (D), f (F)]; qpos: [M, D] cell-sorted query
@@ -145,11 +153,14 @@ if triton is not None:
         each query's own agent (-1 none); qorder: [M] int64 original query index; cellptr:
         [cells + 1] int32 first slot of each cell; period: [D] box lengths; par: [5 K]
         per-channel [radius, bandwidth, strength, inverse floor, cos(fov / 2)];
-        out: [K, M, 2D + F + 1].
+        rule: [8] the epilogue's rule values (RULE != 0; see ``EPILOGUES``);
+        out: [K, M, 2D + F + 1] sums (RULE 0), or [M, D] the rule's update (RULE != 0).
 
         Compile-time channel tables (bit or 3-bit field k = channel k): KINDS kind ids,
         EXCL exclude self, OPEN weight 0 at distance 0, FOVS view cone, EXTRA the channel
-        sums the table's columns past the positions (else they stay 0).
+        sums the table's columns past the positions (else they stay 0), POSS the channel
+        sums the position offsets (else they stay 0). RULE: 0 writes the sums; 1 seed, 2
+        reynolds, 3 mesa turn them into each query's update in registers (``_epilogue``).
         """
         WO: tl.constexpr = 2 * D + F + 1
         W: tl.constexpr = C + 1
@@ -309,7 +320,10 @@ if triton is not None:
                         w = tl.where(keep, 1.0 / tl.maximum(dist, floor_d[k]), 0.0)
                     for c in tl.static_range(W):
                         if c < D:
-                            new = new + (acc[k * W + c] + w * d[c],)
+                            if ((POSS >> k) & 1) != 0:
+                                new = new + (acc[k * W + c] + w * d[c],)
+                            else:
+                                new = new + (acc[k * W + c],)
                         elif c < C:
                             if ((EXTRA >> k) & 1) != 0:
                                 new = new + (acc[k * W + c] + w * d[c],)
@@ -320,17 +334,143 @@ if triton is not None:
                 acc = new
 
         qo = tl.load(qorder_ptr + slot, mask=live, other=0).to(tl.int64)
-        for k in tl.static_range(K):
-            dst = out_ptr + (qo + k * n_query) * WO
-            wsum = acc[k * W + C]
+        if RULE != 0:
+            v = ()
             for c in tl.static_range(D):
-                tl.store(dst + c, acc[k * W + c] + q[c] * wsum, mask=live)
-            for c in tl.static_range(D, C):
-                tl.store(dst + c, acc[k * W + c], mask=live)
-            if not VEL:
-                for c in tl.static_range(D, 2 * D + F):
-                    tl.store(dst + c, zero, mask=live)
-            tl.store(dst + (WO - 1), wsum, mask=live)
+                v = v + (tl.load(qvel_ptr + slot * D + c, mask=live, other=0.0),)
+            rv = ()
+            for i in tl.static_range(5):
+                rv = rv + (tl.load(rule_ptr + i),)
+            if RULE == 1:
+                upd = _seed_epilogue(acc, v, rv, D, W, C, F64)
+            elif RULE == 2:
+                upd = _reynolds_epilogue(acc, v, rv, D, W, C, F64)
+            else:
+                upd = _mesa_epilogue(acc, v, rv, D, W, C, F64)
+            for c in tl.static_range(D):
+                tl.store(out_ptr + qo * D + c, upd[c], mask=live)
+        else:
+            for k in tl.static_range(K):
+                dst = out_ptr + (qo + k * n_query) * WO
+                wsum = acc[k * W + C]
+                for c in tl.static_range(D):
+                    tl.store(dst + c, acc[k * W + c] + q[c] * wsum, mask=live)
+                for c in tl.static_range(D, C):
+                    tl.store(dst + c, acc[k * W + c], mask=live)
+                if not VEL:
+                    for c in tl.static_range(D, 2 * D + F):
+                        tl.store(dst + c, zero, mask=live)
+                tl.store(dst + (WO - 1), wsum, mask=live)
+
+    # ---------------------------------------------------------------- the boid rules' epilogues
+    # Each turns one query's accumulators (channel k's position offsets at acc[k W + c],
+    # velocities at acc[k W + D + c], weight sum at acc[k W + C]) into its update, with the
+    # operations of flock.rules in the same order; offsets are summed directly, so
+    # xbar - p is sum(d) / n here and (sum(x) / n) - p there (equal up to rounding).
+
+    @triton.jit
+    def _length(x, D: tl.constexpr, F64: tl.constexpr):
+        """|x| of a D-tuple of [BLOCK] components (an IEEE square root)."""
+        s = x[0] * x[0]
+        for c in tl.static_range(1, D):
+            s += x[c] * x[c]
+        if F64:
+            out = tl.sqrt(s)
+        else:
+            out = tl.sqrt_rn(s)
+        return out
+
+    @triton.jit
+    def _unit(x, D: tl.constexpr, F64: tl.constexpr):
+        """x / |x|, exactly 0 where |x| = 0 (``flock.vectors.unit``)."""
+        n = _length(x, D, F64)
+        safe = tl.where(n > 0.0, n, 1.0)
+        out = ()
+        for c in tl.static_range(D):
+            out = out + (tl.where(n > 0.0, x[c] / safe, 0.0),)
+        return out
+
+    @triton.jit
+    def _mean(acc, first: tl.constexpr, count, D: tl.constexpr):
+        """acc[first:first + D] / n, n replaced by 1 where it is 0."""
+        n = tl.where(count > 0.0, count, 1.0)
+        out = ()
+        for c in tl.static_range(D):
+            out = out + (acc[first + c] / n,)
+        return out
+
+    @triton.jit
+    def _steer(desired, v, seen, max_speed, max_force, D: tl.constexpr, F64: tl.constexpr):
+        """clip(max_speed unit(desired) - v, max_force), 0 where not seen (``rules.reynolds_steer``)."""
+        u = _unit(desired, D, F64)
+        s = ()
+        for c in tl.static_range(D):
+            s = s + (max_speed * u[c] - v[c],)
+        n = _length(s, D, F64)
+        longer = n > max_force
+        scale = tl.where(longer, max_force / tl.where(longer, n, 1.0), 1.0)
+        out = ()
+        for c in tl.static_range(D):
+            out = out + (tl.where(seen, s[c] * scale, 0.0),)
+        return out
+
+    @triton.jit
+    def _seed_epilogue(acc, v, rv, D: tl.constexpr, W: tl.constexpr, C: tl.constexpr, F64: tl.constexpr):
+        """``rules.seed_acceleration``; channels [view (x, v), too near (x)], rv = [c, a, s, max_force]."""
+        n_view = acc[C]
+        n_near = acc[W + C]
+        to_mean = _unit(_mean(acc, 0, n_view, D), D, F64)
+        mean_v = _mean(acc, D, n_view, D)
+        dv = ()
+        for c in tl.static_range(D):
+            dv = dv + (mean_v[c] - v[c],)
+        to_vel = _unit(dv, D, F64)
+        to_near = _unit(_mean(acc, W, n_near, D), D, F64)
+        direction = ()
+        for c in tl.static_range(D):
+            direction = direction + ((rv[0] * to_mean[c] + rv[1] * to_vel[c])
+                                     - tl.where(n_near > 0.0, rv[2] * to_near[c], 0.0),)
+        u = _unit(direction, D, F64)
+        out = ()
+        for c in tl.static_range(D):
+            out = out + (tl.where(n_view > 0.0, rv[3] * u[c], 0.0),)
+        return out
+
+    @triton.jit
+    def _reynolds_epilogue(acc, v, rv, D: tl.constexpr, W: tl.constexpr, C: tl.constexpr,
+                           F64: tl.constexpr):
+        """``rules.reynolds_acceleration``; channels [cohesion (x), alignment (v), separation (x)],
+        rv = [c, a, s, max_speed, max_force]."""
+        n_coh = acc[C]
+        n_ali = acc[W + C]
+        n_sep = acc[2 * W + C]
+        s_coh = _steer(_mean(acc, 0, n_coh, D), v, n_coh > 0.0, rv[3], rv[4], D, F64)
+        s_ali = _steer(_mean(acc, W + D, n_ali, D), v, n_ali > 0.0, rv[3], rv[4], D, F64)
+        away = ()
+        for c in tl.static_range(D):
+            away = away + (-acc[2 * W + c],)                    # p n - sum(x) = -sum(d)
+        s_sep = _steer(away, v, n_sep > 0.0, rv[3], rv[4], D, F64)
+        out = ()
+        for c in tl.static_range(D):
+            out = out + ((rv[0] * s_coh[c] + rv[1] * s_ali[c]) + rv[2] * s_sep[c],)
+        return out
+
+    @triton.jit
+    def _mesa_epilogue(acc, v, rv, D: tl.constexpr, W: tl.constexpr, C: tl.constexpr, F64: tl.constexpr):
+        """``rules.mesa_velocity`` (a new velocity); channels [view (x, v), separation (x)],
+        rv = [cohere, separate, match, speed]."""
+        n = acc[C]
+        seen = n > 0.0
+        safe = tl.where(seen, n, 1.0)
+        turn = ()
+        for c in tl.static_range(D):
+            offsets = rv[0] * acc[c] - rv[1] * acc[W + c]
+            turn = turn + (v[c] / rv[3] + (offsets + rv[2] * (acc[D + c] / rv[3])) / safe,)
+        u = _unit(turn, D, F64)
+        out = ()
+        for c in tl.static_range(D):
+            out = out + (tl.where(seen, u[c] * rv[3], v[c]),)
+        return out
 
     _KERNEL_SOURCES = {"cell_sum": _cell_sum_kernel}
 else:  # pragma: no cover
@@ -527,16 +667,35 @@ def _check_kernels(kernels) -> float:
     return cell_list_support(kernels, "triton")
 
 
-def _channel_tables(kernels: list[Kernel], extra: tuple[bool, ...]) -> dict:
-    """Compile-time per-channel tables of ``_cell_sum_kernel`` (kinds, flags as bit fields)."""
-    tables = dict(KINDS=0, EXCL=0, OPEN=0, FOVS=0, EXTRA=0)
+def _channel_tables(kernels: list[Kernel], extra: tuple[bool, ...], positions: tuple[bool, ...] | None = None) -> dict:
+    """Compile-time per-channel tables of ``_cell_sum_kernel`` (kinds, flags as bit fields).
+
+    Args:
+        extra: per channel, sums the velocity and feature columns.
+        positions: per channel, sums the position offsets (default: every channel).
+    """
+    tables = dict(KINDS=0, EXCL=0, OPEN=0, FOVS=0, EXTRA=0, POSS=0)
     for k, kern in enumerate(kernels):
         tables["KINDS"] |= KIND_IDS[kern.kind] << (3 * k)
         tables["EXCL"] |= int(kern.exclude_self) << k
         tables["OPEN"] |= int(kern.open_center or kern.kind == "circles") << k
         tables["FOVS"] |= int(kern.fov is not None) << k
         tables["EXTRA"] |= int(extra[k]) << k
+        tables["POSS"] |= int(True if positions is None else positions[k]) << k
     return tables
+
+
+def _epilogue_columns(epilogue: Epilogue, kernels, features) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """(velocity columns, position columns) per channel of ``epilogue``'s rule; checks the call fits it."""
+    if epilogue.rule not in EPILOGUES:
+        raise ValueError(f"reduce_triton: epilogue rule {epilogue.rule!r} has no kernel epilogue "
+                         f"(supported: {', '.join(EPILOGUES)})")
+    _, names, cols = EPILOGUES[epilogue.rule]
+    if len(kernels) != len(cols) or len(epilogue.values) != len(names) or features is not None:
+        raise ValueError(f"reduce_triton: the {epilogue.rule} epilogue takes {len(cols)} channels, "
+                         f"{len(names)} values ({', '.join(names)}) and no features; got {len(kernels)} "
+                         f"channels, {len(epilogue.values)} values, features={features is not None}")
+    return tuple(c[1] for c in cols), tuple(c[0] for c in cols)
 
 
 def _channel_params(kernels: list[Kernel], device, dtype) -> torch.Tensor:
@@ -578,22 +737,32 @@ def _block_size(chunk_rows: int | None) -> int:
 def _launch(cells: CellList, table: torch.Tensor, qpos: torch.Tensor, qcell: torch.Tensor,
             qown: torch.Tensor, qorder: torch.Tensor, kernels: list[Kernel], extra: tuple[bool, ...],
             has_vel: bool, n_feat: int, block: int, num_warps: int | None,
-            qvel: torch.Tensor | None = None) -> torch.Tensor:
-    """Run ``_cell_sum_kernel`` over cell-sorted queries (velocities ``qvel`` for view cones);
-    returns [K, M, 2D + F + 1] (columns a channel does not sum are 0)."""
+            qvel: torch.Tensor | None = None, epilogue: Epilogue | None = None,
+            positions: tuple[bool, ...] | None = None) -> torch.Tensor:
+    """Run ``_cell_sum_kernel`` over cell-sorted queries (velocities ``qvel`` for view cones and
+    epilogues); returns [K, M, 2D + F + 1] (columns a channel does not sum are 0), or [M, D]
+    with an ``epilogue``."""
     plan = cells.plan
     device, dtype = table.device, table.dtype
     n_query, dim = qpos.shape
-    out = torch.empty(len(kernels), n_query, 2 * dim + n_feat + 1, device=device, dtype=dtype)
+    if epilogue is None:
+        rule_id, rule_values = 0, (0.0,) * 5
+        out = torch.empty(len(kernels), n_query, 2 * dim + n_feat + 1, device=device, dtype=dtype)
+    else:
+        rule_id = EPILOGUES[epilogue.rule][0]
+        rule_values = tuple(float(v) for v in epilogue.values) + (0.0,) * (5 - len(epilogue.values))
+        out = torch.empty(n_query, dim, device=device, dtype=dtype)
     n_cells = list(plan.n_cells) + [1] * (3 - dim)
     # one query per lane: a program is exactly BLOCK lanes, so no value of a query is split over threads
     warps = max(1, block // 32) if num_warps is None else num_warps
     grid = (triton.cdiv(n_query, block),)
     _kernels()["cell_sum"][grid](
         table, qpos, qpos if qvel is None else qvel, qcell, qown, qorder, cells.ptr.to(torch.int32),
-        plan.period_tensor(dtype), _channel_params(kernels, device, dtype), out,
+        plan.period_tensor(dtype), _channel_params(kernels, device, dtype),
+        device_constant(rule_values, device, dtype), out,
         n_query, n_cells[0], n_cells[1], n_cells[2], plan.n_total,
-        D=dim, C=table.shape[1], VEL=has_vel, F=n_feat, K=len(kernels), **_channel_tables(kernels, extra),
+        D=dim, C=table.shape[1], VEL=has_vel, F=n_feat, K=len(kernels),
+        **_channel_tables(kernels, extra, positions), RULE=rule_id,
         PERIODIC=plan.periodic, WIDE=table.numel() >= 2**31 - 1, F64=dtype == torch.float64, BLOCK=block,
         num_warps=warps, **_LAUNCH)
     return out
@@ -647,7 +816,8 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
                   bounds: torch.Tensor | None = None,
                   num_warps: int | None = None,
                   query_vel: torch.Tensor | None = None,
-                  columns="all") -> torch.Tensor:
+                  columns="all",
+                  epilogue: Epilogue | None = None) -> torch.Tensor:
     """Kernel sums of every query over the agents in its 3^D neighboring cells, in one fused kernel.
 
     Same arguments, semantics and layout as ``reduce_dense``, plus:
@@ -666,9 +836,13 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
         columns: 'all' (as ``reduce_dense``), 'positions' (sum only offsets and weights:
             velocity and feature columns come back 0 and are never read), or one of the
             two per kernel.
+        epilogue: an ``Epilogue``: the kernel finishes that boid rule itself and returns
+            each agent's update instead of the sums (agents as queries, no features;
+            ``columns`` is then the rule's own).
 
     Returns:
-        S: [K, M, 2D + F + 1], layout [positions (D), velocities (D), features (F), weight sum (1)].
+        S: [K, M, 2D + F + 1], layout [positions (D), velocities (D), features (F), weight sum (1)];
+        with an ``epilogue``, [N, D] the rule's update (acceleration, or mesa's new velocity).
 
     After the first call with a configuration (dimension, dtype, device, support, box,
     agent count) a call makes no host read and no host-to-device copy: see ``cells.py``.
@@ -684,10 +858,17 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
     n_query = n_agents if query_pos is None else query_pos.shape[0]
     n_feat = 0 if features is None else features.shape[1]
     extra = _sum_columns(columns, len(kernels))
+    positions = None
+    if epilogue is not None:
+        if query_pos is not None:
+            raise ValueError("reduce_triton: an epilogue updates the agents themselves: no query_pos")
+        extra, positions = _epilogue_columns(epilogue, kernels, features)
     if n_query == 0 or n_agents == 0 or len(kernels) == 0:
+        if epilogue is not None:
+            return torch.zeros(n_query, dim, device=pos.device, dtype=pos.dtype)
         return torch.zeros(len(kernels), n_query, 2 * dim + n_feat + 1, device=pos.device, dtype=pos.dtype)
     self_query = query_pos is None
-    fov = has_fov(kernels)
+    fov = has_fov(kernels) or epilogue is not None     # view cones and epilogues read query velocities
     if fov and not self_query and query_vel is None:
         raise ValueError("reduce_triton: a kernel has a field of view (fov), so query_vel (the "
                          "queries' headings) is needed with query_pos")
@@ -724,7 +905,7 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
         ok = (qi >= 0) & (qi < n_agents)
         qown = torch.where(ok, inv[qi.clamp(0, n_agents - 1)], qown)
     return _launch(cells, table, qpos, qcell.to(torch.int32), qown.to(torch.int32), qorder, kernels, extra,
-                   need, n_feat, _block_size(chunk_rows), num_warps, qvel)
+                   need, n_feat, _block_size(chunk_rows), num_warps, qvel, epilogue, positions)
 
 
 def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *,
@@ -733,7 +914,8 @@ def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ke
                           bounds: torch.Tensor | None = None,
                           chunk_rows: int | None = None,
                           num_warps: int | None = None,
-                          columns="all") -> torch.Tensor:
+                          columns="all",
+                          epilogue: Epilogue | None = None) -> torch.Tensor:
     """Kernel sums of E independent flocks in one launch: no pair across members.
 
     Every member gets its own copy of the cells (cell id = member * cells + local id),
@@ -745,16 +927,21 @@ def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ke
         period: [D] box lengths (shared), or None.
         features: [E, N, F] or None.
         bounds: [2, D] corners of an open world (default: the bounding box of all members).
-        columns: as ``reduce_triton``.
+        columns, epilogue: as ``reduce_triton``.
 
     Returns:
         S: [E, K, N, 2D + F + 1], member e's block equal to ``reduce_dense`` of member e
-        (up to summation order).
+        (up to summation order); with an ``epilogue``, [E, N, D] updates.
     """
     support = _check_kernels(kernels)
     n_mem, n_agents, dim = pos.shape
     n_feat = 0 if features is None else features.shape[2]
     extra = _sum_columns(columns, len(kernels))
+    positions = None
+    if epilogue is not None:
+        extra, positions = _epilogue_columns(epilogue, kernels, features)
+        if n_mem == 0 or n_agents == 0:
+            return torch.zeros(n_mem, n_agents, dim, device=pos.device, dtype=pos.dtype)
     if n_mem == 0 or n_agents == 0 or len(kernels) == 0:
         return torch.zeros(n_mem, len(kernels), n_agents, 2 * dim + n_feat + 1, device=pos.device,
                            dtype=pos.dtype)
@@ -773,12 +960,16 @@ def reduce_triton_batched(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Ke
     qown = torch.arange(flat.shape[0], device=device, dtype=torch.int32)
     if not any(k.exclude_self for k in kernels):
         qown = torch.full_like(qown, -1)
-    qvel = vel.reshape(-1, dim).to(dtype)[order].contiguous() if has_fov(kernels) else None
+    read_vel = has_fov(kernels) or epilogue is not None
+    qvel = vel.reshape(-1, dim).to(dtype)[order].contiguous() if read_vel else None
     out = _launch(cells, table, table[:, :dim].contiguous(), cells.cell[order].to(torch.int32), qown,
-                  order, kernels, extra, need, n_feat, _block_size(chunk_rows), num_warps, qvel)
+                  order, kernels, extra, need, n_feat, _block_size(chunk_rows), num_warps, qvel, epilogue,
+                  positions)
+    if epilogue is not None:
+        return out.reshape(n_mem, n_agents, dim)
     return out.reshape(len(kernels), n_mem, n_agents, -1).permute(1, 0, 2, 3)
 
 
-__all__ = ["CellList", "CellPlan", "DEFAULT_BLOCK", "KIND_IDS", "build_cells", "cell_geometry", "cell_permutation",
+__all__ = ["CellList", "CellPlan", "DEFAULT_BLOCK", "EPILOGUES", "Epilogue", "KIND_IDS", "build_cells", "cell_geometry", "cell_permutation",
            "check_cell_plans", "counting_sort", "interpret_mode", "lane_efficiency", "mean_candidates",
            "reduce_triton", "reduce_triton_batched", "sort_state_by_cell", "triton_available", "triton_usable"]
