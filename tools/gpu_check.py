@@ -448,6 +448,12 @@ def section_kernel_time(cfg):
         ms = _median_ms(lambda: reduce_triton(pos, vel, kernels, period=period, columns=columns), device, reps)
         rows.append({"case": f"{kind} reduce_triton columns={columns}", "n_agents": n, "first_call_ms": first,
                      "ms": first if ms is None else ms})
+        # one-warp blocks: fewer idle lanes (tools/lane_efficiency.py), to be timed against the default 64
+        one_warp = lambda: reduce_triton(pos, vel, kernels, period=period, columns=columns, chunk_rows=32)  # noqa: E731
+        first = _median_ms(one_warp, device, 1)
+        ms = _median_ms(one_warp, device, reps)
+        rows.append({"case": f"{kind} reduce_triton block=32", "n_agents": n, "first_call_ms": first,
+                     "ms": first if ms is None else ms})
         epilogue = sim.params.rule.epilogue(sim.params)
         if epilogue is not None:
             # the sums and the torch rule after them, against the rule finished in the kernel
