@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .formulations import Update
 from .integrate import integrate, nan_guard
 from .neighbors import reduce_members, reduce_neighbors
-from .formulations import Update
 from .noise import NoiseStream
 from .params import Params
 from .state import FlockState

@@ -868,8 +868,8 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
             return torch.zeros(n_query, dim, device=pos.device, dtype=pos.dtype)
         return torch.zeros(len(kernels), n_query, 2 * dim + n_feat + 1, device=pos.device, dtype=pos.dtype)
     self_query = query_pos is None
-    fov = has_fov(kernels) or epilogue is not None     # view cones and epilogues read query velocities
-    if fov and not self_query and query_vel is None:
+    read_vel = has_fov(kernels) or epilogue is not None     # view cones and epilogues read query velocities
+    if has_fov(kernels) and not self_query and query_vel is None:
         raise ValueError("reduce_triton: a kernel has a field of view (fov), so query_vel (the "
                          "queries' headings) is needed with query_pos")
     _require_triton(pos.device)
@@ -888,14 +888,14 @@ def reduce_triton(pos: torch.Tensor, vel: torch.Tensor, kernels: list[Kernel], *
     if self_query:
         qorder, qcell = order, cells.cell[order]
         qpos = table[:, :dim].contiguous()
-        if fov:
+        if read_vel:
             qvel = (vel if query_vel is None else query_vel.to(dtype))[order].contiguous()
     else:
         qc = plan.cell_ids(query_pos)
         qorder, _ = counting_sort(qc, plan.n_total)
         qcell = qc[qorder]
         qpos = query_pos.to(dtype)[qorder].contiguous()
-        if fov:
+        if read_vel:
             qvel = query_vel.to(dtype)[qorder].contiguous()
     qown = torch.full((n_query,), -1, device=device, dtype=torch.int64)
     if query_index is not None and any(k.exclude_self for k in kernels):
